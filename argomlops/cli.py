@@ -1,0 +1,108 @@
+"""The `argomlops` command: train, generate, validate, operator, template.
+
+Sub-commands import their part lazily so that `validate` and `operator` never load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from argomlops.config import ConfigError, load_config
+from argomlops.errors import EXIT_INVALID, ArgomlopsError
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="run config YAML (or an MLOps manifest)")
+    parser.add_argument("--config", dest="config_opt", metavar="CONFIG", help="same as the positional CONFIG")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set training.vqvae.epochs=3 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="argomlops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a run (both stages by default) and write its artifacts")
+    _add_config_args(train)
+    train.add_argument("--run-id", help="run id to write or resume (default: a new one from the UTC time)")
+    train.add_argument(
+        "--stage",
+        dest="stages",
+        action="append",
+        choices=["vqvae", "pixelcnn", "all"],
+        help="run only this stage (repeatable; default: the config's stages)",
+    )
+    train.add_argument("--artifacts", help="override the config's artifacts location (local path or gs://)")
+
+    generate = sub.add_parser("generate", help="write generated images from a finished run")
+    generate.add_argument("--run", required=True, help="run URI: <artifacts>/<run-id> (local or gs://)")
+    generate.add_argument("--count", type=int, default=64, help="images to generate")
+    generate.add_argument("--out", required=True, help="folder to write PNGs to")
+    generate.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    generate.add_argument("--seed", type=int, default=0, help="seed: same seed, same images")
+    generate.add_argument("--tags", nargs="*", default=[], help="condition on these tags (conditional priors)")
+
+    validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
+    _add_config_args(validate)
+
+    operator = sub.add_parser("operator", help="run the kopf operator")
+    operator.add_argument("operator_args", nargs=argparse.REMAINDER, help="options of the operator")
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    if args.config_file and args.config_opt and args.config_file != args.config_opt:
+        raise ConfigError([f"two configs given: {args.config_file} and --config {args.config_opt}"])
+    path: str | None = args.config_opt or args.config_file
+    return path
+
+
+def _validate(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if path is None:
+        raise ConfigError(["validate: give a config file"])
+    load_config(path, args.overrides)
+    print("ok")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `argomlops` console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return _validate(args)
+        if args.command == "train":
+            from argomlops.trainer.commands import train_command
+
+            config = load_config(_config_path(args), args.overrides)
+            return train_command(config, args)
+        if args.command == "generate":
+            from argomlops.trainer.commands import generate_command
+
+            return generate_command(args)
+        if args.command == "operator":
+            from argomlops.operator.main import operator_command
+
+            return operator_command(list(args.operator_args))
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_INVALID
+    except ArgomlopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The kopf operator: MLOps objects in, per-run ConfigMaps and Argo Workflows out (never imports TensorFlow)."""

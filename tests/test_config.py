@@ -1,0 +1,105 @@
+"""The run config models: defaults, overrides, and one clear line per bad field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from argomlops.config import ConfigError, MLOpsSpec, RunConfig, VQVAEConfig, load_config
+
+
+def test_defaults_round_trip_through_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(RunConfig().to_yaml())
+    assert load_config(path) == RunConfig()
+    assert "imageSize: 64" in path.read_text()
+
+
+def test_snake_and_camel_keys_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  vqvae:\n    batchSize: 8\n")
+    config = load_config(path, ["training.vqvae.epochs=3", "data.image_size=32", "training.vqvae.batch_size=4"])
+    assert config.training.vqvae.epochs == 3
+    assert config.training.vqvae.batch_size == 4
+    assert config.data.image_size == 32
+
+
+def test_latent_channels_must_be_multiple_of_embedding_dim() -> None:
+    with pytest.raises(ValidationError, match="48 is not a multiple of embeddingDim"):
+        VQVAEConfig(embedding_dim=32, latent_channels=48)
+    assert VQVAEConfig(embedding_dim=32, latent_channels=64).codes_per_position == 2
+    assert VQVAEConfig(embedding_dim=32).codes_per_position == 1
+
+
+def test_error_lines_name_the_field_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["models.vqvae.latentChannels=48", "data.bogus=1", "training.vqvae.epochs=0"])
+    lines = info.value.lines
+    assert any(line.startswith("models.vqvae.latentChannels: 48") for line in lines), lines
+    assert "data.bogus: unknown field (got 1)" in lines
+    assert any(line.startswith("training.vqvae.epochs:") and "(got 0)" in line for line in lines), lines
+
+
+def test_image_size_must_fit_the_encoder() -> None:
+    with pytest.raises(ValidationError, match="not divisible by 4"):
+        RunConfig.model_validate({"data": {"imageSize": 30}})
+
+
+def test_stage_order_and_tags_rules() -> None:
+    with pytest.raises(ValidationError, match="run in the order"):
+        RunConfig(stages=["pixelcnn", "vqvae"])
+    with pytest.raises(ValidationError, match="also in excludeTags"):
+        RunConfig.model_validate({"data": {"metadata": "m.jsonl", "includeTags": ["a"], "excludeTags": ["a"]}})
+    with pytest.raises(ValidationError, match="need a metadata file"):
+        RunConfig.model_validate({"data": {"includeTags": ["a"]}})
+    with pytest.raises(ValidationError, match="local path or gs://"):
+        RunConfig(artifacts="s3://bucket/x")
+
+
+def test_manifest_spec_splits_into_run_config() -> None:
+    spec = MLOpsSpec.model_validate(
+        {"image": "img:1", "artifacts": "gs://bucket/runs", "placement": {"gpus": 2}, "resumeFrom": "gs://bkt/r/1"}
+    )
+    run = spec.run_config()
+    assert isinstance(run, RunConfig) and not isinstance(run, MLOpsSpec)
+    assert run.artifacts == "gs://bucket/runs" and run.resume_from == "gs://bkt/r/1"
+    assert "image" not in run.model_dump()
+
+
+def test_validate_command_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("training:\n  vqvae:\n    epochs: 2\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  vqvae:\n    embeddingDim: 64\n    latentChannels: 96\n")
+    cmd = [sys.executable, "-m", "argomlops.cli", "validate"]
+    ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "ok")
+    failed = subprocess.run([*cmd, str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [
+        "error: models.vqvae.latentChannels: 96 is not a multiple of embeddingDim (64): each latent position is "
+        "split into latentChannels/embeddingDim codes; use e.g. 64 or 128"
+    ]
+    assert "tensorflow" not in subprocess.run(
+        [sys.executable, "-c", "import sys, argomlops.cli, argomlops.config; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_stdlib_operator_is_not_shadowed() -> None:
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", "import operator, argomlops.operator as o; print(operator.__file__, o.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=True,
+    ).stdout
+    stdlib, ours = out.split()
+    assert "site-packages" not in stdlib and not stdlib.startswith(str(root))
+    assert ours == str(root / "operator" / "__init__.py")

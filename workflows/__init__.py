@@ -1,0 +1,1 @@
+"""hera builders of the argomlops Argo WorkflowTemplate and per-run Workflows."""
