@@ -1,0 +1,113 @@
+{{/*
+argomlops.name: the chart name, or nameOverride; cut to 63 characters, the limit of a label value.
+*/}}
+{{- define "argomlops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+argomlops.fullname: the prefix of every object this release names for itself, "<release>-<chart>", or just
+the release name when it already contains the chart name (so `helm install argomlops` gives "argomlops",
+not "argomlops-argomlops"). Cut to 63 characters, the limit of a DNS label, without a trailing dash.
+Objects other parts of argomlops refer to by a fixed name (argomlops-train, argomlops-trainer,
+argomlops-gpu-queue) do not use it.
+*/}}
+{{- define "argomlops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+argomlops.chart: "<chart>-<version>" for the helm.sh/chart label ("+" is not allowed in label values).
+*/}}
+{{- define "argomlops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+argomlops.labels: the labels on every object of the release.
+*/}}
+{{- define "argomlops.labels" -}}
+helm.sh/chart: {{ include "argomlops.chart" . }}
+{{ include "argomlops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: argomlops
+{{- end }}
+
+{{/*
+argomlops.selectorLabels: the labels that pick the operator's pods; never change them in an upgrade
+(a Deployment's selector is immutable).
+*/}}
+{{- define "argomlops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "argomlops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+argomlops.operatorServiceAccount: the name of the operator's ServiceAccount.
+*/}}
+{{- define "argomlops.operatorServiceAccount" -}}
+{{- include "argomlops.fullname" . }}-operator
+{{- end }}
+
+{{/*
+argomlops.namespaces: the namespaces where MLOps objects run, as a JSON list (templates read it back with
+fromJsonArray): `namespaces`, or the release namespace when it is empty.
+*/}}
+{{- define "argomlops.namespaces" -}}
+{{- if .Values.namespaces }}
+{{- .Values.namespaces | uniq | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+argomlops.operatorImage: "<repository>:<tag>", the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "argomlops.operatorImage" -}}
+{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
+{{- end }}
+
+{{/*
+argomlops.operatorRules: what the operator may do in a namespace it watches, as a Role's (or, with
+rbac.clusterWide, a ClusterRole's) rules.
+*/}}
+{{- define "argomlops.operatorRules" -}}
+# Framework: kopf posts what its handlers did as Events on the MLOps object.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create]
+# Application: watch MLOps objects; kopf keeps its progress and finalizer on them (patch).
+- apiGroups: [argomlops.dev]
+  resources: [mlops]
+  verbs: [get, list, watch, patch]
+# Application: phase, run ids, progress and cost of each run.
+- apiGroups: [argomlops.dev]
+  resources: [mlops/status]
+  verbs: [get, patch]
+# Application: the immutable per-run ConfigMap holding run.yaml.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, get, list, delete]
+# Application: start a run, follow it to mirror its phase and progress, drop runs beyond the history limit.
+- apiGroups: [argoproj.io]
+  resources: [workflows]
+  verbs: [create, get, list, watch, delete]
+# Application: check the argomlops-train template is installed before starting a run.
+- apiGroups: [argoproj.io]
+  resources: [workflowtemplates]
+  verbs: [get]
+{{- end }}
