@@ -1,0 +1,111 @@
+"""The per-run Workflow built by `build_run_workflow`: name, labels, arguments, and the Argo schema."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+from argomlops.workflows import names
+from argomlops.workflows.run import build_run_workflow
+
+from argomlops.config import MLOpsSpec
+
+RUN_ID = "2026-11-27_09h01m09s"
+
+
+def _build(spec: MLOpsSpec | None = None, **overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "name": "fafa",
+        "namespace": "ml",
+        "run_id": RUN_ID,
+        "config_map": names.k8s_name("fafa", RUN_ID),
+        "spec": spec or MLOpsSpec(),
+        "labels": {"team": "ants"},
+    }
+    kwargs.update(overrides)
+    return build_run_workflow(**kwargs)
+
+
+def _params(workflow: dict[str, Any]) -> dict[str, str]:
+    return {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+
+
+def test_k8s_name_maps_run_id_to_a_dns_label() -> None:
+    assert names.k8s_name("fafa", RUN_ID) == "fafa-2026-11-27-09h01m09s"
+    assert names.k8s_name("My.Model", "2026-11-27_09h01m09s-2") == "my-model-2026-11-27-09h01m09s-2"
+
+
+def test_k8s_name_shortens_long_names_but_keeps_them_distinct() -> None:
+    first = names.k8s_name("a" * 80, RUN_ID)
+    second = names.k8s_name("a" * 79 + "b", RUN_ID)
+    assert len(first) <= 63 and len(second) <= 63
+    assert first != second
+    assert first.endswith("-2026-11-27-09h01m09s")
+
+
+def test_k8s_name_rejects_empty_names() -> None:
+    with pytest.raises(ValueError, match="cannot make a Kubernetes name"):
+        names.k8s_name("___", RUN_ID)
+
+
+def test_workflow_references_the_template_with_every_parameter() -> None:
+    workflow = _build()
+    assert workflow["apiVersion"] == "argoproj.io/v1alpha1"
+    assert workflow["kind"] == "Workflow"
+    assert workflow["metadata"]["name"] == "fafa-2026-11-27-09h01m09s"
+    assert workflow["metadata"]["namespace"] == "ml"
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": "argomlops-train"}
+    params = _params(workflow)
+    assert set(params) == set(names.PARAMETERS)
+    assert params["run-id"] == RUN_ID
+    assert params["config-map"] == "fafa-2026-11-27-09h01m09s"
+    assert params["stages"] == "vqvae,pixelcnn"
+    assert params["gpus"] == "1"
+    assert params["accelerator"] == "nvidia-tesla-t4"
+    assert params["spot"] == "true"
+    assert params["max-preemptions"] == "10"
+    assert params["git-repo"] == params["git-revision"] == params["command"] == ""
+
+
+def test_labels_on_workflow_and_pods() -> None:
+    workflow = _build()
+    expected = {"team": "ants", "argomlops.dev/mlops": "fafa", "argomlops.dev/run-id": RUN_ID}
+    assert workflow["metadata"]["labels"] == expected
+    assert workflow["spec"]["podMetadata"]["labels"] == expected
+
+
+def test_placement_and_deadline_follow_the_spec() -> None:
+    spec = MLOpsSpec.model_validate(
+        {
+            "stages": ["pixelcnn"],
+            "artifacts": "gs://antfield/FAFA/artifacts",
+            "placement": {
+                "gpus": 2,
+                "accelerator": "nvidia-l4",
+                "spot": False,
+                "maxPreemptions": 3,
+                "activeDeadlineSeconds": 3600,
+            },
+        }
+    )
+    workflow = _build(spec)
+    params = _params(workflow)
+    assert params["stages"] == "pixelcnn"
+    assert params["gpus"] == "2"
+    assert params["accelerator"] == "nvidia-l4"
+    assert params["spot"] == "false"
+    assert params["max-preemptions"] == "3"
+    assert params["artifacts"] == "gs://antfield/FAFA/artifacts"
+    assert workflow["spec"]["activeDeadlineSeconds"] == 3600
+    assert workflow["metadata"]["annotations"]["argomlops.dev/artifacts"] == f"gs://antfield/FAFA/artifacts/{RUN_ID}"
+
+
+def test_git_source_becomes_repo_revision_and_a_shell_quoted_command() -> None:
+    spec = MLOpsSpec.model_validate(
+        {"git": {"repo": "https://github.com/ex/train", "revision": "v2", "command": ["python", "t.py", "a b"]}}
+    )
+    params = _params(_build(spec))
+    assert params["git-repo"] == "https://github.com/ex/train"
+    assert params["git-revision"] == "v2"
+    assert shlex.split(params["command"]) == ["python", "t.py", "a b"]

@@ -1,0 +1,98 @@
+"""Names shared by the WorkflowTemplate, the per-run Workflow, the operator and the Helm chart.
+
+Everything another part must spell the same way lives here: the template's name, its parameter names,
+the GPU queue's ConfigMap, the trainer's service account, the labels, and the mapping from an MLOps
+name and a run id to a Kubernetes object name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+TEMPLATE_NAME = "argomlops-train"
+"""The WorkflowTemplate every run references (installed by the Helm chart)."""
+
+SERVICE_ACCOUNT = "argomlops-trainer"
+"""Service account of the trainer pods; the chart annotates it for GKE Workload Identity."""
+
+GPU_QUEUE_CONFIG_MAP = "argomlops-gpu-queue"
+"""ConfigMap (installed by the chart) holding one semaphore size per accelerator, e.g. `nvidia-tesla-t4: "1"`."""
+
+CONFIG_MOUNT = "/etc/argomlops"
+CONFIG_KEY = "run.yaml"
+CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_KEY}"
+"""Where the per-run ConfigMap's run.yaml appears in the trainer container."""
+
+SOURCE_PATH = "/src"
+"""Where an optional git source is checked out."""
+
+LABEL_MLOPS = "argomlops.dev/mlops"
+LABEL_RUN_ID = "argomlops.dev/run-id"
+LABEL_STAGE = "argomlops.dev/stage"
+
+# Parameter names of the WorkflowTemplate (spec.arguments.parameters); the per-run Workflow sets each.
+P_RUN_ID = "run-id"
+P_CONFIG_MAP = "config-map"
+P_ARTIFACTS = "artifacts"
+P_IMAGE = "image"
+P_STAGES = "stages"
+P_GPUS = "gpus"
+P_ACCELERATOR = "accelerator"
+P_SPOT = "spot"
+P_MAX_PREEMPTIONS = "max-preemptions"
+P_GIT_REPO = "git-repo"
+P_GIT_REVISION = "git-revision"
+P_COMMAND = "command"
+PARAMETERS: tuple[str, ...] = (
+    P_RUN_ID,
+    P_CONFIG_MAP,
+    P_ARTIFACTS,
+    P_IMAGE,
+    P_STAGES,
+    P_GPUS,
+    P_ACCELERATOR,
+    P_SPOT,
+    P_MAX_PREEMPTIONS,
+    P_GIT_REPO,
+    P_GIT_REVISION,
+    P_COMMAND,
+)
+
+# Argo refuses Workflow names over 63 characters: it copies the name into pod label values.
+MAX_NAME_LENGTH = 63
+_NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
+
+
+def gpu_queue_key(accelerator: str) -> str:
+    """The key of the GPU queue ConfigMap whose value is the number of runs that may hold `accelerator` at once.
+
+    The key is the accelerator itself (`nvidia-tesla-t4`), so one ConfigMap serves every GPU type.
+    """
+    return accelerator
+
+
+def k8s_name(name: str, run_id: str) -> str:
+    """The object name of a run's Workflow and ConfigMap: `<name>-<run-id>` as a DNS-1123 label.
+
+    The mapping is lower-case, every run of characters outside `[a-z0-9-]` (the run id's `_`, dots in the
+    MLOps name) becomes one `-`, and leading/trailing dashes are dropped: `fafa` + `2026-11-27_09h01m09s`
+    gives `fafa-2026-11-27-09h01m09s`. When the result would pass 63 characters the MLOps name is
+    shortened and a 6-hex-digit hash of the full name is added, so two long names stay distinct and the
+    run id (the part that differs between runs) is always kept whole.
+
+    Raises:
+        ValueError: when `name` or `run_id` has no usable character.
+    """
+    base = _NOT_ALLOWED.sub("-", name.lower()).strip("-")
+    run = _NOT_ALLOWED.sub("-", run_id.lower()).strip("-")
+    if not base or not run:
+        raise ValueError(f"cannot make a Kubernetes name from name={name!r} and run id={run_id!r}")
+    full = f"{base}-{run}"
+    if len(full) <= MAX_NAME_LENGTH:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    room = MAX_NAME_LENGTH - len(run) - len(digest) - 2
+    if room < 1:
+        raise ValueError(f"run id {run_id!r} is too long for a Kubernetes name")
+    return f"{base[:room].rstrip('-')}-{digest}-{run}"

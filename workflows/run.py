@@ -1,0 +1,80 @@
+"""The per-run Workflow: one `argoproj.io/v1alpha1` Workflow that runs the `argomlops-train` template."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from argomlops.workflows import names
+from hera.workflows import Parameter, Workflow
+from hera.workflows.models import Metadata, WorkflowTemplateRef
+
+from argomlops.config import MLOpsSpec
+
+TITLE_ANNOTATION = "workflows.argoproj.io/title"
+DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
+ARTIFACTS_ANNOTATION = "argomlops.dev/artifacts"
+MLOPS_ANNOTATION = "argomlops.dev/mlops-object"
+
+
+def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str, str]:
+    """The template's arguments for one run, every value a string (Argo parameters are strings)."""
+    placement = spec.placement
+    git = spec.git
+    return {
+        names.P_RUN_ID: run_id,
+        names.P_CONFIG_MAP: config_map,
+        names.P_ARTIFACTS: spec.artifacts,
+        names.P_IMAGE: spec.image,
+        names.P_STAGES: ",".join(spec.stages),
+        names.P_GPUS: str(placement.gpus),
+        names.P_ACCELERATOR: placement.accelerator,
+        names.P_SPOT: "true" if placement.spot else "false",
+        names.P_MAX_PREEMPTIONS: str(placement.max_preemptions),
+        names.P_GIT_REPO: git.repo if git else "",
+        names.P_GIT_REVISION: git.revision if git else "",
+        # The command runs through `sh -c` in the checkout; shlex quoting keeps each argument whole.
+        names.P_COMMAND: shlex.join(git.command) if git else "",
+    }
+
+
+def build_run_workflow(
+    *, name: str, namespace: str, run_id: str, config_map: str, spec: MLOpsSpec, labels: dict[str, str]
+) -> dict[str, Any]:
+    """Return the Workflow that runs one MLOps run through the `argomlops-train` WorkflowTemplate.
+
+    The Workflow is named `k8s_name(name, run_id)`, carries `labels` (plus the two argomlops labels) on
+    itself and on every pod, and passes the run as template arguments. Nothing is sent anywhere: the
+    caller creates the dict through the Kubernetes API.
+
+    Args:
+        name: the MLOps object's name.
+        namespace: where the Workflow is created (the MLOps object's namespace).
+        run_id: the run id, e.g. `2026-11-27_09h01m09s`.
+        config_map: the per-run ConfigMap holding `run.yaml`.
+        spec: the validated MLOps spec.
+        labels: extra labels for the Workflow and its pods.
+    """
+    all_labels = {**labels, names.LABEL_MLOPS: name, names.LABEL_RUN_ID: run_id}
+    run_uri = f"{spec.artifacts.rstrip('/')}/{run_id}"
+    what = f"git {spec.git.repo}@{spec.git.revision}" if spec.git else "stages " + ", ".join(spec.stages)
+    annotations = {
+        # The Argo UI shows these instead of the generated name: they lead back to the MLOps object.
+        TITLE_ANNOTATION: f"{name} {run_id}",
+        DESCRIPTION_ANNOTATION: f"MLOps {namespace}/{name}, run {run_id}: {what}; artifacts in {run_uri}",
+        ARTIFACTS_ANNOTATION: run_uri,
+        MLOPS_ANNOTATION: f"{namespace}/{name}",
+    }
+    parameters = run_parameters(run_id=run_id, config_map=config_map, spec=spec)
+    workflow = Workflow(
+        name=names.k8s_name(name, run_id),
+        namespace=namespace,
+        labels=all_labels,
+        annotations=annotations,
+        workflow_template_ref=WorkflowTemplateRef(name=names.TEMPLATE_NAME),
+        arguments=[Parameter(name=key, value=value) for key, value in parameters.items()],
+        active_deadline_seconds=spec.placement.active_deadline_seconds,
+        # Argo does not copy a Workflow's labels to its pods; podMetadata does.
+        pod_metadata=Metadata(labels=all_labels),
+    )
+    return workflow.to_dict()
