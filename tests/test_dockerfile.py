@@ -1,0 +1,187 @@
+"""The Dockerfile cannot be built in CI (no Docker engine), so these tests check that what it copies,
+installs and runs exists in the project: a renamed extra, sub-command or folder fails here, not at
+`docker build` time on someone's laptop."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from argomlops.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+@dataclass
+class Stage:
+    """One FROM ... AS name block: its base image and its instructions as (KEYWORD, arguments)."""
+
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, keyword: str) -> list[str]:
+        """The arguments of every instruction with this keyword, in order."""
+        return [rest for key, rest in self.instructions if key == keyword]
+
+
+def parse_dockerfile(text: str) -> dict[str, Stage]:
+    """Parse a Dockerfile into its stages, joining continued lines and dropping comments."""
+    lines: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    for line in lines:
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)\s+AS\s+(\S+)", rest.strip(), re.IGNORECASE)
+            assert match, f"every stage needs a name: FROM {rest}"
+            current = Stage(name=match.group(2), base=match.group(1))
+            stages[current.name] = current
+        else:
+            assert current is not None, f"{keyword} before the first FROM"
+            current.instructions.append((keyword, rest.strip()))
+    return stages
+
+
+def exec_form(argument: str) -> list[str]:
+    """The list of an exec-form ENTRYPOINT/CMD (a JSON array); shell form is refused."""
+    assert argument.startswith("["), f"use exec form so signals reach the process: {argument}"
+    parsed = re.findall(r'"((?:[^"\\]|\\.)*)"', argument)
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict[str, Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def installed_extras(stage: Stage) -> set[str]:
+    """The extras of the argomlops wheel a stage's `pip install` lines ask for."""
+    extras: set[str] = set()
+    for command in stage.args("RUN"):
+        for found in re.findall(r"argomlops-\*\.whl\)\[([a-z0-9_,-]+)\]", command):
+            extras.update(found.split(","))
+        for found in re.findall(r"(?:^|\s)\"?\.\[([a-z0-9_,-]+)\]", command):
+            extras.update(found.split(","))
+    return extras
+
+
+def test_both_targets_exist(stages: dict[str, Stage]) -> None:
+    assert {"operator", "trainer"} <= set(stages)
+
+
+@pytest.mark.parametrize("target", ["operator", "trainer"])
+def test_targets_run_as_non_root(stages: dict[str, Stage], target: str) -> None:
+    users = stages[target].args("USER")
+    assert users, f"{target}: no USER instruction, the image would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), f"{target} runs as {user}"
+    # A numeric uid lets Kubernetes' runAsNonRoot check the image without resolving names.
+    assert user.isdigit(), f"{target}: USER {user} should be numeric for runAsNonRoot"
+    useradd = " ".join(stages[target].args("RUN"))
+    assert f"--uid {user}" in useradd, f"{target}: uid {user} is never created"
+
+
+def test_base_images_pinned_by_tag(stages: dict[str, Stage]) -> None:
+    for stage in stages.values():
+        if stage.base in stages:
+            continue  # built on an earlier stage of this file
+        image, _, tag = stage.base.rpartition(":")
+        assert image and tag and "/" not in tag, f"{stage.name}: base {stage.base} has no tag"
+        assert tag != "latest", f"{stage.name}: base {stage.base} is not pinned"
+
+
+def test_extras_exist_in_pyproject(stages: dict[str, Stage], pyproject: dict) -> None:
+    extras = set(pyproject["project"]["optional-dependencies"])
+    assert installed_extras(stages["operator"]) == {"operator"}
+    assert installed_extras(stages["trainer"]) == {"trainer"}
+    for target in ("operator", "trainer"):
+        assert installed_extras(stages[target]) <= extras
+
+
+def test_operator_target_has_no_tensorflow(stages: dict[str, Stage], pyproject: dict) -> None:
+    operator = stages["operator"]
+    commands = " ".join(operator.args("RUN"))
+    assert "tensorflow" not in commands.lower()
+    assert "trainer" not in installed_extras(operator)
+    # The operator extra itself must not pull TensorFlow in either.
+    deps = " ".join(pyproject["project"]["optional-dependencies"]["operator"]).lower()
+    assert "tensorflow" not in deps and "keras" not in deps
+
+
+def test_trainer_gets_cuda_tensorflow_matching_the_extra(stages: dict[str, Stage], pyproject: dict) -> None:
+    commands = " ".join(stages["trainer"].args("RUN"))
+    pinned = re.search(r"tensorflow\[and-cuda\]==([0-9.*]+)", commands)
+    assert pinned, "the trainer image needs TensorFlow's and-cuda extra for the GPU"
+    trainer_deps = pyproject["project"]["optional-dependencies"]["trainer"]
+    assert f"tensorflow=={pinned.group(1)}" in trainer_deps, "the image's TensorFlow differs from the extra's"
+
+
+def test_entry_points_exist(stages: dict[str, Stage], pyproject: dict) -> None:
+    scripts = pyproject["project"]["scripts"]
+    parser = build_parser()
+    sub_commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert sub_commands is not None
+    operator_entry = exec_form(stages["operator"].args("ENTRYPOINT")[-1])
+    assert operator_entry[0] in scripts
+    assert operator_entry[1:] == ["operator"] and "operator" in sub_commands
+    trainer_entry = exec_form(stages["trainer"].args("ENTRYPOINT")[-1])
+    assert trainer_entry == ["argomlops"] and "argomlops" in scripts
+    assert {"train", "generate"} <= set(sub_commands)
+    assert parser.parse_args(["train", "--config", "/etc/argomlops/run.yaml", "--run-id", "x"]).command == "train"
+
+
+def test_copied_paths_exist_and_reach_the_build_context(stages: dict[str, Stage]) -> None:
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = 0
+    for stage in stages.values():
+        for argument in stage.args("COPY"):
+            words = shlex.split(argument)
+            if any(word.startswith("--from=") for word in words):
+                continue
+            sources = [word for word in words[:-1] if not word.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY {source}: no such path in the repository"
+                hit = [p for p in ignored if fnmatch.fnmatch(source, p.rstrip("/"))]
+                assert not hit, f"COPY {source} is excluded by .dockerignore pattern {hit}"
+                copied += 1
+    assert copied >= 5
+
+
+def test_dockerignore_keeps_heavy_folders_out() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".git", "runs"} <= ignored
+
+
+def test_wheel_stage_copies_every_mapped_package(stages: dict[str, Stage], pyproject: dict) -> None:
+    copied = {shlex.split(arg)[0] for arg in stages["wheel"].args("COPY")}
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    assert folders <= copied, f"the wheel would miss {sorted(folders - copied)}"
+    assert pyproject["project"]["readme"] in " ".join(stages["wheel"].args("COPY"))
