@@ -53,10 +53,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-argomlops.operatorServiceAccount: the name of the operator's ServiceAccount.
+argomlops.operatorName: "<fullname>-operator", the name of the operator's Deployment, ServiceAccount, Roles
+and bindings; the prefix is cut so the whole name still fits in 63 characters.
 */}}
-{{- define "argomlops.operatorServiceAccount" -}}
-{{- include "argomlops.fullname" . }}-operator
+{{- define "argomlops.operatorName" -}}
+{{- printf "%s-operator" (include "argomlops.fullname" . | trunc 54 | trimSuffix "-") }}
 {{- end }}
 
 {{/*
@@ -110,4 +111,12 @@ rbac.clusterWide, a ClusterRole's) rules.
 - apiGroups: [argoproj.io]
   resources: [workflowtemplates]
   verbs: [get]
+{{- end }}
+
+{{/*
+argomlops.frameworkName: "<operatorName>-framework", the ClusterRole for what kopf itself needs, cut to 63
+characters like every other name of the release.
+*/}}
+{{- define "argomlops.frameworkName" -}}
+{{- printf "%s-framework" (include "argomlops.operatorName" . | trunc 53 | trimSuffix "-") }}
 {{- end }}
