@@ -1,0 +1,33 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from gcs_emulator import GCSEmulator
+
+# --- Google Cloud Storage: a real gcp-storage-emulator on loopback -------------------------------
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """The endpoint URL (http://127.0.0.1:PORT) of an in-memory GCS emulator kept for the whole session."""
+    emulator = GCSEmulator().start()
+    try:
+        yield emulator.endpoint
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The name of a fresh, empty bucket; STORAGE_EMULATOR_HOST points at the emulator during the test."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "argomlops-test")
+    from argomlops.trainer.storage import gcs_client
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    gcs_client().create_bucket(name)
+    return name
