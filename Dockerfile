@@ -22,25 +22,24 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHON
 COPY --from=wheel /wheels /wheels
 # The wheel's file name carries the version; the shell finds it, pip adds the extra.
 RUN pip install "$(ls /wheels/argomlops-*.whl)[operator]" && rm -rf /wheels
-RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin argomlops
-USER 10001:10001
+# uid 1000: the Helm chart's operator Deployment runs as this uid (runAsUser).
+RUN useradd --uid 1000 --user-group --no-create-home --shell /usr/sbin/nologin argomlops
+USER 1000:1000
 ENTRYPOINT ["argomlops", "operator"]
 
 # The trainer: `argomlops train|generate ...` on a GKE GPU node. TensorFlow's and-cuda extra brings the
 # CUDA and cuDNN libraries as pip wheels; the NVIDIA driver comes from the node.
 FROM python:3.11-slim AS trainer
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-# git: a run's spec.git clones a repository before running its command.
-RUN apt-get update && apt-get install --yes --no-install-recommends git ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
 COPY --from=wheel /wheels /wheels
 RUN pip install "tensorflow[and-cuda]==2.21.*" "$(ls /wheels/argomlops-*.whl)[trainer]" && rm -rf /wheels
-RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin argomlops
+# uid 1000: the argomlops-train WorkflowTemplate runs its pods as this uid, so HOME must belong to it.
+RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin argomlops
 # GKE mounts the node's NVIDIA driver at /usr/local/nvidia; TensorFlow finds libcuda through this path.
 ENV LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib \
     PATH=/usr/local/nvidia/bin:$PATH \
     HOME=/home/argomlops
 WORKDIR /home/argomlops
-USER 10001:10001
+USER 1000:1000
 ENTRYPOINT ["argomlops"]
 CMD ["--help"]
