@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from argomlops.cli import build_parser
 
@@ -185,3 +186,18 @@ def test_wheel_stage_copies_every_mapped_package(stages: dict[str, Stage], pypro
     folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
     assert folders <= copied, f"the wheel would miss {sorted(folders - copied)}"
     assert pyproject["project"]["readme"] in " ".join(stages["wheel"].args("COPY"))
+
+
+def test_images_run_as_the_uids_kubernetes_runs_them_as(stages: dict[str, Stage]) -> None:
+    """The pods force a uid (runAsUser); the image's user must be that uid, or HOME is not theirs."""
+    import helm_python as helm
+
+    with helm.Chart.load(ROOT / "charts" / "argomlops") as chart:
+        rendered = chart.render({}, name="argomlops", namespace="argomlops")
+    deployment = yaml.safe_load(rendered["argomlops/templates/operator-deployment.yaml"])
+    operator_uid = stages["operator"].args("USER")[-1].split(":")[0]
+    assert str(deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"]) == operator_uid
+
+    template = yaml.safe_load((ROOT / "workflows" / "argomlops-train.yaml").read_text())
+    trainer_uid = stages["trainer"].args("USER")[-1].split(":")[0]
+    assert str(template["spec"]["securityContext"]["runAsUser"]) == trainer_uid
