@@ -223,6 +223,12 @@ def gcs_client() -> Client:
         return _clients[emulator]
 
 
+def cache_root() -> Path:
+    """The local cache of argomlops: `$ARGOMLOPS_CACHE`, else `~/.cache/argomlops` (not created here)."""
+    configured = os.environ.get("ARGOMLOPS_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "argomlops"
+
+
 def split_gs_uri(uri: str) -> tuple[str, str]:
     """`gs://bucket/a/b` -> (`bucket`, `a/b`); raises ValueError for anything else."""
     if not uri.startswith(GS_SCHEME):
