@@ -1,0 +1,110 @@
+"""Checkpoints of a stage: weights, optimizer state, counters and RNG state, never visible half-written.
+
+A checkpoint is the folder `<stage>/checkpoints/step-00001234/` holding
+
+- `weights.npz`    every model variable (trainable or not: EMA codebook, RNG counters), by position
+- `optimizer.npz`  every optimizer variable (Adam's iteration count and moments, loss scale)
+- `state.json`     epoch, step, step within the epoch, variable paths, the global TF RNG state
+
+It is written to a local temp folder first, then uploaded under its fresh name; only afterwards does
+`latest.json` (see `run.py`) point at it, so a reader following `latest.json` only ever finds complete
+checkpoints. Older checkpoints are deleted after `latest.json` has moved on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from argomlops.trainer.storage import ArtifactStore
+
+from argomlops.errors import InputError
+
+_NAME = re.compile(r"^step-(\d{8,})$")
+
+
+def checkpoint_dir(stage: str, step: int) -> str:
+    """The store path of the checkpoint of `stage` at global `step`."""
+    return f"{stage}/checkpoints/step-{step:08d}"
+
+
+def _arrays(variables: list[Any]) -> dict[str, Any]:
+    return {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+
+
+def _assign(variables: list[Any], arrays: Any, what: str, where: str) -> None:
+    if len(arrays.files) != len(variables):
+        raise InputError(f"{where}: {what} has {len(arrays.files)} variables, the model {len(variables)}")
+    for i, variable in enumerate(variables):
+        value = arrays[f"v{i:05d}"]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise InputError(f"{where}: {what} variable {variable.path} has shape {value.shape}, not {variable.shape}")
+        variable.assign(value)
+
+
+def save_checkpoint(
+    store: ArtifactStore, stage: str, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict[str, Any]
+) -> str:
+    """Upload a checkpoint of `model`, `optimizer` and `state` (needs `step`); returns its store path."""
+    rel = checkpoint_dir(stage, int(state["step"]))
+    full = dict(state)
+    full["weights"] = [v.path for v in model.weights]
+    full["optimizer"] = [v.path for v in optimizer.variables]
+    full["tf_rng"] = tf.random.get_global_generator().state.numpy().tolist()
+    with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
+        np.savez(Path(temp) / "weights.npz", **_arrays(model.weights))
+        np.savez(Path(temp) / "optimizer.npz", **_arrays(optimizer.variables))
+        (Path(temp) / "state.json").write_text(json.dumps(full, indent=2) + "\n")
+        store.upload_tree(Path(temp), rel)
+    return rel
+
+
+def load_weights(store: ArtifactStore, rel: str, model: keras.Model) -> dict[str, Any]:
+    """Set `model`'s variables from the checkpoint at `rel`; returns its state."""
+    with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
+        store.download_tree(rel, Path(temp))
+        state: dict[str, Any] = json.loads((Path(temp) / "state.json").read_text())
+        with np.load(Path(temp) / "weights.npz") as arrays:
+            _assign(model.weights, arrays, "weights", f"{store.uri}/{rel}")
+    return state
+
+
+def restore_checkpoint(
+    store: ArtifactStore, rel: str, model: keras.Model, optimizer: keras.optimizers.Optimizer
+) -> dict[str, Any]:
+    """Set `model`, a built `optimizer` and the global TF RNG from the checkpoint at `rel`; returns its state."""
+    with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
+        store.download_tree(rel, Path(temp))
+        state: dict[str, Any] = json.loads((Path(temp) / "state.json").read_text())
+        where = f"{store.uri}/{rel}"
+        with np.load(Path(temp) / "weights.npz") as arrays:
+            _assign(model.weights, arrays, "weights", where)
+        with np.load(Path(temp) / "optimizer.npz") as arrays:
+            _assign(optimizer.variables, arrays, "optimizer", where)
+    tf.random.get_global_generator().reset(np.asarray(state["tf_rng"], dtype=np.int64))
+    return state
+
+
+def list_checkpoints(store: ArtifactStore, stage: str) -> list[str]:
+    """Store paths of the complete checkpoints of `stage` (those with a state.json), oldest first."""
+    found = set()
+    for path in store.list(f"{stage}/checkpoints"):
+        parts = path.split("/")
+        if len(parts) == 4 and parts[3] == "state.json" and _NAME.match(parts[2]):
+            found.add("/".join(parts[:3]))
+    return sorted(found)
+
+
+def prune_checkpoints(store: ArtifactStore, stage: str, keep: int, current: str) -> list[str]:
+    """Delete all but the newest `keep` checkpoints of `stage`, never `current`; returns what went."""
+    names = list_checkpoints(store, stage)
+    doomed = [n for n in names[: max(0, len(names) - keep)] if n != current]
+    for name in doomed:
+        store.delete_tree(name)
+    return doomed

@@ -1,0 +1,355 @@
+"""The stage runner: one training loop, checkpointing, resume and preemption for every stage.
+
+A stage (vqvae, pixelcnn) supplies only what is its own, as `StageParts`: the model and optimizer, one
+train step and one validation step, the training batches of an epoch, the validation batches and an
+images callback. `run_stage` owns everything else:
+
+- the epoch loop and `steps_per_epoch` (the config's, else the stage's default: one pass);
+- `<stage>/metrics.jsonl` (one line per epoch: stage, epoch, step, train_*/val_* metrics, img_per_s,
+  wall_s), TensorBoard scalars in `<stage>/tensorboard/`, `$ARGO_PROGRESS_FILE` ("done/total" steps);
+- checkpoints every `checkpoint_every` epochs to `<stage>/checkpoints/step-N/` (see `checkpoint.py`),
+  then `latest.json`, last; the newest `KEEP_CHECKPOINTS` are kept;
+- resume: a checkpoint named by latest.json is restored (weights, optimizer, epoch, step within the
+  epoch, RNG) and the epoch's batches are skipped up to where it stopped, so the step sequence is the
+  one an uninterrupted run takes; a stage latest.json marks done is skipped. A fresh run with
+  `resume_from` starts from the parent run's `<stage>/model.keras` (or its newest checkpoint);
+- SIGTERM: `install_sigterm_handler(run.stop)` only sets a flag; after each step the loop checks it,
+  checkpoints the current step (mid-epoch), writes latest.json and raises `Preempted` (exit 143);
+- `<stage>/model.keras` and a last images grid at the end; per-stage figures in provenance.json.
+
+Usage (what a stage module writes):
+
+    def run_prior_stage(run: Run) -> StageResult:
+        settings = run.config.training.pixelcnn
+
+        def build() -> StageParts:
+            model = build_pixelcnn(...)
+            optimizer = keras.optimizers.Adam(settings.learning_rate)
+
+            def train_step(batch):          # compiled by the runner (tf.function, jit_compile)
+                with tf.GradientTape() as tape:
+                    loss = ...
+                grads = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables))
+                return {"loss": loss}
+
+            return StageParts(
+                model=model, optimizer=optimizer, train_step=train_step,
+                validation_step=lambda batch: {"loss": ...},
+                train_batches=lambda epoch: codes_dataset(seed=run.config.training.seed + epoch),
+                validation_batches=lambda: validation_codes,
+                steps_per_epoch=len(train_codes) // settings.batch_size,
+                examples_per_step=settings.batch_size,
+                images=lambda epoch: samples_png(model, ...),  # PNG bytes
+                images_dir="samples",
+            )
+
+        return run_stage(run, "pixelcnn", settings, build)
+
+`train_batches(epoch)` must give the same batches in the same order each time it is called with the
+same epoch (seed the shuffle with the epoch) and may be endless; the runner takes `steps_per_epoch`.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+from argomlops.trainer.checkpoint import (
+    list_checkpoints,
+    load_weights,
+    prune_checkpoints,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from argomlops.trainer.logs import log
+from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog
+from argomlops.trainer.run import Run
+
+from argomlops.config import StageTraining
+from argomlops.errors import Preempted
+
+KEEP_CHECKPOINTS = 2
+
+StepFn = Callable[[Any], Mapping[str, Any]]
+
+
+@dataclass
+class StageParts:
+    """What a stage supplies to the runner (see the module docstring)."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    train_step: StepFn
+    train_batches: Callable[[int], Iterable[Any]]
+    steps_per_epoch: int
+    examples_per_step: int
+    validation_step: StepFn | None = None
+    validation_batches: Callable[[], Iterable[Any]] | None = None
+    images: Callable[[int], bytes] | None = None
+    images_dir: str = "images"
+    # The validation metric whose lowest value is "best" in provenance.json.
+    monitor: str = "val_loss"
+    # Wrap the step functions in tf.function (set False if they are compiled already).
+    compile_steps: bool = True
+    log_every: int = 50
+
+
+@dataclass
+class StageResult:
+    """How a stage ended: epochs and steps done, the last and best epoch's metrics."""
+
+    stage: str
+    epochs: int
+    steps: int
+    last: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+
+def install_sigterm_handler(flag: threading.Event) -> None:
+    """On SIGTERM, only set `flag`: the training loop checkpoints and exits at the next step boundary."""
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.set()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class _Mean:
+    """Running means of step metrics, kept as tensors so the loop never waits for the device."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            value = tf.cast(value, tf.float32)
+            self.sums[name] = value if name not in self.sums else self.sums[name] + value
+        self.count += 1
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}{k}": float(v) / max(self.count, 1) for k, v in self.sums.items()}
+
+
+def _fmt(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+class _Loop:
+    """The state of one stage's training: counters, logs, and the checkpoint/finish procedures."""
+
+    def __init__(self, run: Run, stage: str, settings: StageTraining, parts: StageParts) -> None:
+        self.run, self.stage, self.settings, self.parts = run, stage, settings, parts
+        self.steps_per_epoch = settings.steps_per_epoch or max(1, parts.steps_per_epoch)
+        self.total = settings.epochs * self.steps_per_epoch
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps completed (global within the stage)
+        self.step_in_epoch = 0
+        self.saved_step = -1
+        self.best: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}
+        self.progress = ProgressFile()
+        jit = run.config.training.jit_compile
+        wrap = (lambda f: tf.function(f, jit_compile=jit)) if parts.compile_steps else (lambda f: f)
+        self.train_step = wrap(parts.train_step)
+        self.validation_step = wrap(parts.validation_step) if parts.validation_step else None
+
+    # -- start ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Restore the newest checkpoint, or the parent's weights, or start fresh."""
+        parts, store = self.parts, self.run.store
+        parts.optimizer.build(parts.model.trainable_variables)
+        rel = self.run.stage_state(self.stage).get("checkpoint")
+        if rel is None and self.run.resumed:
+            # latest.json may be missing when a run was stopped before its first checkpoint completed.
+            found = list_checkpoints(store, self.stage)
+            rel = found[-1] if found else None
+        if rel:
+            state = restore_checkpoint(store, rel, parts.model, parts.optimizer)
+            self.epoch, self.step, self.step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
+            self.best, self.last = state.get("best", {}), state.get("last", {})
+            self.saved_step = self.step
+            log(f"{self.stage}: resumed from {rel}: epoch {self.epoch}, step {self.step} (+{self.step_in_epoch})")
+        elif self.run.parent is not None:
+            self._from_parent()
+        self.metrics = MetricsLog(store, self.stage)
+        self.metrics.keep_epochs(self.epoch)
+        self.tensorboard = TensorBoardLog(store, self.stage)
+
+    def _from_parent(self) -> None:
+        parent = self.run.parent
+        assert parent is not None
+        model_rel = f"{self.stage}/model.keras"
+        if parent.exists(model_rel):
+            with tempfile.TemporaryDirectory(prefix="argomlops-parent-") as temp:
+                parent.download_file(model_rel, Path(temp) / "model.keras")
+                loaded = keras.models.load_model(Path(temp) / "model.keras")
+            self.parts.model.set_weights(loaded.get_weights())
+            log(f"{self.stage}: starting from the weights of {parent.uri}/{model_rel}")
+            return
+        found = list_checkpoints(parent, self.stage)
+        if found:
+            load_weights(parent, found[-1], self.parts.model)
+            log(f"{self.stage}: starting from the weights of {parent.uri}/{found[-1]}")
+        else:
+            log(f"{self.stage}: parent {parent.uri} has no {self.stage} model; starting from scratch")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Run the remaining epochs; raises Preempted after a checkpoint when the stop flag is set."""
+        settings, parts = self.settings, self.parts
+        while self.epoch < settings.epochs:
+            number = self.epoch + 1
+            started = time.monotonic()
+            train = _Mean()
+            batches = iter(parts.train_batches(number))
+            for _ in range(self.step_in_epoch):
+                next(batches)  # the steps this epoch already took before a preemption
+            first = self.step_in_epoch
+            while self.step_in_epoch < self.steps_per_epoch:
+                self._check_stop()
+                train.add(self.train_step(next(batches)))
+                self.step += 1
+                self.step_in_epoch += 1
+                self.progress.update(self.step, self.total)
+                if self.step_in_epoch % parts.log_every == 0:
+                    log(
+                        f"{self.stage} epoch {number} step {self.step_in_epoch}/{self.steps_per_epoch} "
+                        f"{_fmt(train.result())}"
+                    )
+            train_seconds = time.monotonic() - started
+            self._end_epoch(number, train, train_seconds, self.step_in_epoch - first, started)
+            self._check_stop()
+
+    def _check_stop(self) -> None:
+        if self.run.stop.is_set():
+            where = f"epoch {self.epoch} + {self.step_in_epoch} steps, step {self.step}"
+            log(f"{self.stage}: SIGTERM: checkpointing at {where}")
+            self.checkpoint()
+            raise Preempted(
+                f"{self.stage}: stopped by SIGTERM at step {self.step}; checkpoint written, rerun to resume"
+            )
+
+    def _end_epoch(self, number: int, train: _Mean, train_seconds: float, steps: int, started: float) -> None:
+        settings, parts = self.settings, self.parts
+        record: dict[str, Any] = {"stage": self.stage, "epoch": number, "step": self.step}
+        record.update(train.result("train_"))
+        record.update(self.validate())
+        record["img_per_s"] = round(steps * parts.examples_per_step / max(train_seconds, 1e-9), 1)
+        self.epoch, self.step_in_epoch = number, 0
+        last_epoch = number == settings.epochs
+        if parts.images is not None and (last_epoch or (settings.images_every and number % settings.images_every == 0)):
+            self.run.store.write_bytes(f"{self.stage}/{parts.images_dir}/epoch-{number:04d}.png", parts.images(number))
+        record["wall_s"] = round(time.monotonic() - started, 2)
+        self.last = record
+        monitored = record.get(parts.monitor)
+        if monitored is not None and (not self.best or monitored < self.best.get(parts.monitor, float("inf"))):
+            self.best = record
+        self.metrics.append(record)
+        self.tensorboard.scalars(self.step, {k: v for k, v in record.items() if k not in ("stage", "epoch", "step")})
+        self.progress.update(self.step, self.total, force=True)
+        log(
+            f"{self.stage} epoch {number}/{settings.epochs} step {self.step} "
+            + _fmt({k: v for k, v in record.items() if k not in ("stage", "epoch", "step")})
+        )
+        if last_epoch or number % settings.checkpoint_every == 0:
+            self.checkpoint()
+
+    def validate(self) -> dict[str, float]:
+        """Mean of the validation step over the validation batches, as `val_*` metrics."""
+        if self.validation_step is None or self.parts.validation_batches is None:
+            return {}
+        mean = _Mean()
+        for batch in self.parts.validation_batches():
+            mean.add(self.validation_step(batch))
+        return mean.result("val_") if mean.count else {}
+
+    # -- checkpoint and finish --------------------------------------------------------------------
+    def checkpoint(self) -> str:
+        """Checkpoint the current step, then point latest.json at it, then drop old checkpoints."""
+        if self.saved_step == self.step:
+            return str(self.run.stage_state(self.stage)["checkpoint"])
+        state = {
+            "stage": self.stage,
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": self.step_in_epoch,
+            "best": self.best,
+            "last": self.last,
+        }
+        rel = save_checkpoint(self.run.store, self.stage, self.parts.model, self.parts.optimizer, state)
+        self.tensorboard.sync()
+        self.run.write_latest(
+            self.stage,
+            checkpoint=rel,
+            epoch=self.epoch,
+            step=self.step,
+            step_in_epoch=self.step_in_epoch,
+            done=False,
+            model=None,
+        )
+        self.saved_step = self.step
+        prune_checkpoints(self.run.store, self.stage, KEEP_CHECKPOINTS, rel)
+        return rel
+
+    def finish(self) -> StageResult:
+        """Write model.keras, mark the stage done in latest.json, record it in provenance.json."""
+        rel = f"{self.stage}/model.keras"
+        with tempfile.TemporaryDirectory(prefix="argomlops-model-") as temp:
+            self.parts.model.save(Path(temp) / "model.keras")
+            self.run.store.upload_file(Path(temp) / "model.keras", rel)
+        self.tensorboard.close()
+        self.progress.update(self.step, self.total, force=True)
+        self.run.write_latest(self.stage, done=True, model=rel, epoch=self.epoch, step=self.step)
+        self.run.record_stage(
+            self.stage, epochs=self.epoch, steps=self.step, last=self.last, best=self.best, model=rel, finished=_now()
+        )
+        log(f"{self.stage}: done after {self.epoch} epochs, {self.step} steps; wrote {self.run.uri}/{rel}")
+        return StageResult(self.stage, self.epoch, self.step, self.last, self.best)
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_stage(run: Run, stage: str, settings: StageTraining, build: Callable[[], StageParts]) -> StageResult:
+    """Train `stage` of `run` to `settings.epochs` (resuming when it can); see the module docstring."""
+    state = run.stage_state(stage)
+    if state.get("done") and run.store.exists(f"{stage}/model.keras"):
+        log(f"{stage}: already done ({state.get('epoch')} epochs); skipping")
+        recorded = run.provenance.get("stages", {}).get(stage, {})
+        return StageResult(
+            stage,
+            int(state.get("epoch", 0)),
+            int(state.get("step", 0)),
+            recorded.get("last", {}),
+            recorded.get("best", {}),
+            skipped=True,
+        )
+    loop = _Loop(run, stage, settings, build())
+    loop.start()
+    run.record_stage(
+        stage,
+        epochs=loop.epoch,
+        steps=loop.step,
+        started=run.provenance.get("stages", {}).get(stage, {}).get("started", _now()),
+    )
+    log(f"{stage}: training epochs {loop.epoch + 1}..{settings.epochs}, {loop.steps_per_epoch} steps each")
+    try:
+        loop.train()
+    finally:
+        if run.stop.is_set():
+            run.record_stage(stage, epochs=loop.epoch, steps=loop.step, last=loop.last, best=loop.best)
+    return loop.finish()
