@@ -77,6 +77,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `argomlops` console script; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["operator"]:
+        # The operator parses its own options: argparse.REMAINDER drops leading flags like --standalone.
+        from argomlops.operator.main import operator_command
+
+        return operator_command(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":

@@ -1,0 +1,63 @@
+"""The objects one run creates: an immutable ConfigMap holding run.yaml, and the Workflow that runs it.
+
+Both are named `k8s_name(<mlops name>, <run id>)` (deterministic: an operator that restarts mid-way
+finds what it created and gets AlreadyExists instead of a duplicate), both carry the labels
+`argomlops.dev/mlops` and `argomlops.dev/run-id`, and the handlers make the MLOps object their owner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from argomlops.workflows.names import CONFIG_KEY, LABEL_MLOPS, LABEL_RUN_ID, k8s_name
+from argomlops.workflows.run import build_run_workflow
+
+from argomlops.config import MLOpsSpec
+
+GENERATION_ANNOTATION = "argomlops.dev/generation"
+"""The MLOps object's metadata.generation a run was made for."""
+
+
+def run_labels(name: str, run_id: str) -> dict[str, str]:
+    """The labels of everything a run creates."""
+    return {LABEL_MLOPS: name, LABEL_RUN_ID: run_id}
+
+
+def run_uri(spec: MLOpsSpec, run_id: str) -> str:
+    """`<artifacts>/<run-id>`: where the run writes."""
+    return f"{spec.artifacts.rstrip('/')}/{run_id}"
+
+
+def build_config_map(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int) -> dict[str, Any]:
+    """The run's ConfigMap: `run.yaml` is the script's part of the spec, written out in full.
+
+    It is immutable and one per run, so a field dropped from the spec can never survive in it (a shared,
+    merge-patched ConfigMap once kept a stale key alive between runs).
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": k8s_name(name, run_id),
+            "namespace": namespace,
+            "labels": run_labels(name, run_id),
+            "annotations": {GENERATION_ANNOTATION: str(generation)},
+        },
+        "immutable": True,
+        "data": {CONFIG_KEY: spec.run_config().to_yaml()},
+    }
+
+
+def build_workflow(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int) -> dict[str, Any]:
+    """The run's Workflow (built by `argomlops.workflows`), marked with the generation it serves."""
+    workflow = build_run_workflow(
+        name=name,
+        namespace=namespace,
+        run_id=run_id,
+        config_map=k8s_name(name, run_id),
+        spec=spec,
+        labels=run_labels(name, run_id),
+    )
+    workflow.setdefault("metadata", {}).setdefault("annotations", {})[GENERATION_ANNOTATION] = str(generation)
+    workflow["metadata"]["namespace"] = namespace
+    return workflow

@@ -1,0 +1,114 @@
+"""Pytest fixtures that start the test Kubernetes API server (see tests/kube/__init__.py for the API)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kmock
+import pytest
+import yaml
+
+from kube.server import KubeServer
+
+T = TypeVar("T")
+
+
+class RunningKube:
+    """A `KubeServer` serving on 127.0.0.1 from its own thread, plus a kubeconfig for it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="kube-api", daemon=True)
+        self.thread.start()
+        self.server, self._http = self._run(self._start())
+        self.url = f"http://127.0.0.1:{self._http.port}"
+        self.kubeconfig = directory / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(self.url)))
+
+    async def _start(self) -> tuple[KubeServer, kmock.Server]:
+        server = KubeServer()
+        await server.__aenter__()
+        http = kmock.Server(server)
+        await http.__aenter__()
+        return server, http
+
+    async def _stop(self) -> None:
+        self.server.close_watches()
+        await asyncio.sleep(0.05)
+        await self._http.__aexit__(None, None, None)
+        await self.server.__aexit__(None, None, None)
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` on the server's loop (the store is not thread-safe) and return its result."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return future.result(timeout=30)
+
+    def objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Deep copies of the stored objects of a plural, optionally in one namespace."""
+        return self.call(self.server.objects, plural, namespace)
+
+    def api(self) -> Any:
+        """A `kubernetes.client.ApiClient` for this server."""
+        import kubernetes
+
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.url
+        return kubernetes.client.ApiClient(configuration)
+
+    def stop(self) -> None:
+        """Close the watches and the socket, then the loop."""
+        self._run(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+def kubeconfig_for(url: str) -> dict[str, Any]:
+    """A kubeconfig with one context for an API server at `url` (no authentication)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": url}}],
+        "users": [{"name": "test", "user": {"token": "test"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "default"}}],
+        "current-context": "test",
+    }
+
+
+@pytest.fixture()
+def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningKube]:
+    """A fresh test API server, with KUBECONFIG pointing at it for the test."""
+    running = RunningKube(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(running.kubeconfig))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture()
+def operator_runner(kube: RunningKube) -> Callable[..., Any]:
+    """A factory of `KopfRunner`s running the argomlops operator standalone against `kube`."""
+    from kopf.testing import KopfRunner
+
+    def make(args: tuple[str, ...] = ("--all-namespaces",), env: dict[str, str] | None = None) -> KopfRunner:
+        argv = ["run", "--standalone", "-m", "argomlops.operator.handlers", *args]
+        return KopfRunner(argv, env=env)
+
+    return make
