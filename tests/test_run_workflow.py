@@ -6,6 +6,7 @@ import shlex
 from typing import Any
 
 import pytest
+from argo_schema import problems
 from argomlops.workflows import names
 from argomlops.workflows.run import build_run_workflow
 
@@ -109,3 +110,22 @@ def test_git_source_becomes_repo_revision_and_a_shell_quoted_command() -> None:
     assert params["git-repo"] == "https://github.com/ex/train"
     assert params["git-revision"] == "v2"
     assert shlex.split(params["command"]) == ["python", "t.py", "a b"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"placement": {"spot": False, "gpus": 0}, "stages": ["pixelcnn"]},
+        {"git": {"repo": "https://github.com/ex/train", "command": ["python", "t.py"]}},
+    ],
+)
+def test_workflow_matches_argo_schema(overrides: dict[str, Any]) -> None:
+    assert problems("Workflow", _build(MLOpsSpec.model_validate(overrides))) == []
+
+
+def test_description_leads_back_to_the_mlops_object() -> None:
+    annotations = _build()["metadata"]["annotations"]
+    assert annotations["workflows.argoproj.io/title"] == f"fafa {RUN_ID}"
+    assert "ml/fafa" in annotations["workflows.argoproj.io/description"]
+    assert annotations["argomlops.dev/mlops-object"] == "ml/fafa"

@@ -1,0 +1,275 @@
+"""The `argomlops-train` WorkflowTemplate: golden file, Argo schema, and what each part of it does.
+
+No Argo controller runs here. Where the template relies on Argo substituting parameters (`{{...}}`),
+evaluating `when` conditions or `{{=...}}` expression tags, the tests render those strings with
+`argomlops.workflows.expr`, which implements the subset the template uses and rejects anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from typing import Any
+
+import pytest
+import yaml
+from argo_schema import problems
+from argomlops.workflows import names
+from argomlops.workflows.expr import evaluate, nest, render
+from argomlops.workflows.generate import TEMPLATE_YAML, main, template_dict, template_yaml
+from argomlops.workflows.retry import PREEMPTION_EXPRESSION
+from argomlops.workflows.run import run_parameters
+
+from argomlops.config import MLOpsSpec
+
+RUN_ID = "2026-11-27_09h01m09s"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return template_dict()
+
+
+def _templates(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in template["spec"]["templates"]}
+
+
+def _tasks(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    entry = _templates(template)[template["spec"]["entrypoint"]]
+    return {t["name"]: t for t in entry["dag"]["tasks"]}
+
+
+def _variables(spec: MLOpsSpec | None = None, stage: str = "vqvae") -> dict[str, str]:
+    """The variables Argo would offer one leaf pod of a run built from `spec`."""
+    params = run_parameters(run_id=RUN_ID, config_map="fafa-cm", spec=spec or MLOpsSpec())
+    variables = {f"workflow.parameters.{key}": value for key, value in params.items()}
+    variables["inputs.parameters.stage"] = stage
+    return variables
+
+
+def _runs(template: dict[str, Any], spec: MLOpsSpec) -> dict[str, bool]:
+    """Which DAG tasks of a run would execute: each `when` rendered, then evaluated (govaluate subset)."""
+    variables = _variables(spec)
+    return {
+        name: evaluate(render(task["when"], variables), {}) if "when" in task else True
+        for name, task in _tasks(template).items()
+    }
+
+
+def _node_selector(leaf: dict[str, Any], spec: MLOpsSpec) -> dict[str, str]:
+    """The pod's nodeSelector after the rendered podSpecPatch (a strategic merge: null deletes a key)."""
+    patch = json.loads(render(leaf["podSpecPatch"], _variables(spec)))
+    selector = dict(leaf.get("nodeSelector", {}))
+    for key, value in patch["nodeSelector"].items():
+        if value is None:
+            selector.pop(key, None)
+        else:
+            selector[key] = value
+    return selector
+
+
+# --- the generated file ---------------------------------------------------------------------------
+
+
+def test_committed_yaml_is_what_the_builder_generates() -> None:
+    """Regenerate with `ARGOMLOPS_REGENERATE=1 pytest tests/test_workflow_template.py` (never by hand)."""
+    text = template_yaml()
+    if os.environ.get("ARGOMLOPS_REGENERATE") == "1":
+        TEMPLATE_YAML.write_text(text)
+    assert TEMPLATE_YAML.read_text() == text, "workflows/argomlops-train.yaml is stale: python -m argomlops.workflows"
+    assert yaml.safe_load(text) == template_dict()
+
+
+def test_generate_check_reports_a_stale_file(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "t.yaml"
+    assert main(["-o", str(target)]) == 0
+    assert main(["--check", "-o", str(target)]) == 0
+    target.write_text(target.read_text().replace("argomlops-trainer", "someone-else"))
+    assert main(["--check", "-o", str(target)]) == 1
+    assert "out of date" in capsys.readouterr().err
+
+
+def test_template_matches_argo_schema(template: dict[str, Any]) -> None:
+    assert problems("WorkflowTemplate", template) == []
+
+
+def test_strict_schema_catches_a_removed_field(template: dict[str, Any]) -> None:
+    """The schema check has teeth: Argo v4 dropped the singular `semaphore`."""
+    broken = json.loads(json.dumps(template))
+    broken["spec"]["templates"][0]["synchronization"] = {"semaphore": {"configMapKeyRef": {"name": "q", "key": "k"}}}
+    assert any("semaphore" in line for line in problems("WorkflowTemplate", broken))
+
+
+def test_every_parameter_is_declared_and_used(template: dict[str, Any]) -> None:
+    declared = [p["name"] for p in template["spec"]["arguments"]["parameters"]]
+    assert declared == list(names.PARAMETERS)
+    text = json.dumps(template["spec"]["templates"])
+    used = set(re.findall(r"workflow\.parameters\.([a-z-]+)", text))
+    assert used == set(declared)
+    required = {p["name"] for p in template["spec"]["arguments"]["parameters"] if "value" not in p}
+    assert required == {names.P_RUN_ID, names.P_CONFIG_MAP, names.P_ARTIFACTS}
+
+
+# --- the DAG ----------------------------------------------------------------------------------------
+
+
+def test_dag_runs_vqvae_then_pixelcnn(template: dict[str, Any]) -> None:
+    tasks = _tasks(template)
+    assert tasks["vqvae"]["template"] == tasks["pixelcnn"]["template"] == "train"
+    assert tasks["pixelcnn"]["depends"] == "vqvae"
+    assert {p["name"]: p["value"] for p in tasks["pixelcnn"]["arguments"]["parameters"]} == {"stage": "pixelcnn"}
+    assert _runs(template, MLOpsSpec()) == {"vqvae": True, "pixelcnn": True, "command": False}
+
+
+@pytest.mark.parametrize(
+    ("stages", "expected"),
+    [(["vqvae"], {"vqvae": True, "pixelcnn": False}), (["pixelcnn"], {"vqvae": False, "pixelcnn": True})],
+)
+def test_stages_not_in_the_run_are_skipped(
+    template: dict[str, Any], stages: list[str], expected: dict[str, bool]
+) -> None:
+    runs = _runs(template, MLOpsSpec.model_validate({"stages": stages}))
+    assert runs == {**expected, "command": False}
+
+
+def test_git_source_runs_only_the_command(template: dict[str, Any]) -> None:
+    spec = MLOpsSpec.model_validate({"git": {"repo": "https://github.com/ex/train", "command": ["python", "t.py"]}})
+    assert _runs(template, spec) == {"vqvae": False, "pixelcnn": False, "command": True}
+
+
+# --- the trainer pod ----------------------------------------------------------------------------------
+
+
+def test_trainer_command_is_the_contract(template: dict[str, Any]) -> None:
+    spec = MLOpsSpec.model_validate({"artifacts": "gs://antfield/FAFA/artifacts"})
+    train = _templates(template)["train"]["container"]
+    argv = [render(part, _variables(spec, "pixelcnn")) for part in train["command"] + train["args"]]
+    assert argv == [
+        "argomlops", "train", "--config", "/etc/argomlops/run.yaml", "--run-id", RUN_ID,
+        "--stage", "pixelcnn", "--artifacts", "gs://antfield/FAFA/artifacts",
+    ]  # fmt: skip
+    assert render(train["image"], _variables(spec)) == spec.image
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_run_config_is_mounted_read_only(template: dict[str, Any], leaf: str) -> None:
+    pod = _templates(template)[leaf]
+    (volume,) = pod["volumes"]
+    assert render(volume["configMap"]["name"], _variables()) == "fafa-cm"
+    (mount,) = pod["container"]["volumeMounts"]
+    assert mount == {"name": volume["name"], "mountPath": "/etc/argomlops", "readOnly": True}
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_spot_gpu_placement(template: dict[str, Any], leaf: str) -> None:
+    pod = _templates(template)[leaf]
+    assert _node_selector(pod, MLOpsSpec()) == {
+        "cloud.google.com/gke-spot": "true",
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4",
+    }
+    patch = json.loads(render(pod["podSpecPatch"], _variables()))
+    (main_patch,) = patch["containers"]
+    assert main_patch["name"] == "main"
+    assert main_patch["resources"] == {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
+    assert patch["terminationGracePeriodSeconds"] >= 30
+    tolerations = {(t["key"], t["effect"]) for t in pod["tolerations"]}
+    assert {("nvidia.com/gpu", "NoSchedule"), ("cloud.google.com/gke-spot", "NoSchedule")} <= tolerations
+    requests = pod["container"]["resources"]["requests"]
+    assert requests["cpu"] and requests["memory"]
+
+
+def test_on_demand_and_other_accelerators(template: dict[str, Any]) -> None:
+    pod = _templates(template)["train"]
+    spec = MLOpsSpec.model_validate({"placement": {"spot": False, "accelerator": "nvidia-l4", "gpus": 2}})
+    assert _node_selector(pod, spec) == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    patch = json.loads(render(pod["podSpecPatch"], _variables(spec)))
+    assert patch["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+
+
+def test_cpu_only_run_drops_the_accelerator_selector(template: dict[str, Any]) -> None:
+    spec = MLOpsSpec.model_validate({"placement": {"gpus": 0}})
+    assert _node_selector(_templates(template)["train"], spec) == {"cloud.google.com/gke-spot": "true"}
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_preemption_budget(template: dict[str, Any], leaf: str) -> None:
+    retry = _templates(template)[leaf]["retryStrategy"]
+    assert retry["retryPolicy"] == "Always"
+    assert retry["expression"] == PREEMPTION_EXPRESSION
+    spec = MLOpsSpec.model_validate({"placement": {"maxPreemptions": 4}})
+    assert render(retry["limit"], _variables(spec)) == "4"
+    assert set(retry["backoff"]) == {"duration", "factor", "cap"}
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_gpu_queue_semaphore(template: dict[str, Any], leaf: str) -> None:
+    (semaphore,) = _templates(template)[leaf]["synchronization"]["semaphores"]
+    ref = semaphore["configMapKeyRef"]
+    assert ref["name"] == names.GPU_QUEUE_CONFIG_MAP == "argomlops-gpu-queue"
+    spec = MLOpsSpec.model_validate({"placement": {"accelerator": "nvidia-l4"}})
+    assert render(ref["key"], _variables(spec)) == names.gpu_queue_key("nvidia-l4") == "nvidia-l4"
+
+
+def test_workload_identity_and_non_root(template: dict[str, Any]) -> None:
+    spec = template["spec"]
+    assert spec["serviceAccountName"] == "argomlops-trainer"
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 1000 and pod["fsGroup"] == 1000
+    for leaf in ("train", "git-command"):
+        container = _templates(template)[leaf]["container"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        # Workload Identity: no key file mounted, no credentials variable.
+        assert not any(e["name"] == "GOOGLE_APPLICATION_CREDENTIALS" for e in container.get("env", []))
+        assert len(_templates(template)[leaf]["volumes"]) == 1
+
+
+def test_lifetime_settings(template: dict[str, Any]) -> None:
+    spec = template["spec"]
+    assert spec["activeDeadlineSeconds"] > 0
+    assert spec["podGC"]["strategy"] == "OnPodSuccess"
+    assert spec["ttlStrategy"]["secondsAfterSuccess"] > 0 and spec["ttlStrategy"]["secondsAfterFailure"] > 0
+
+
+def test_pods_are_labelled_with_run_and_stage(template: dict[str, Any]) -> None:
+    labels = _templates(template)["train"]["metadata"]["labels"]
+    rendered = {key: render(value, _variables(stage="pixelcnn")) for key, value in labels.items()}
+    assert rendered == {"argomlops.dev/stage": "pixelcnn", "argomlops.dev/run-id": RUN_ID}
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_progress_file_is_left_to_argo(template: dict[str, Any], leaf: str) -> None:
+    """Argo sets $ARGO_PROGRESS_FILE on the main container; overriding it would hide the trainer's N/M."""
+    env = _templates(template)[leaf]["container"].get("env", [])
+    assert not [e for e in env if e["name"].startswith("ARGO_")]
+
+
+# --- any container: a git repository and a command ----------------------------------------------------
+
+
+def test_git_source_is_checked_out_and_its_command_run(template: dict[str, Any]) -> None:
+    spec = MLOpsSpec.model_validate(
+        {"git": {"repo": "https://github.com/ex/train", "revision": "v2", "command": ["python", "t.py", "a b"]}}
+    )
+    variables = _variables(spec)
+    pod = _templates(template)["git-command"]
+    (source,) = pod["inputs"]["artifacts"]
+    assert source["path"] == "/src"
+    assert render(source["git"]["repo"], variables) == "https://github.com/ex/train"
+    assert render(source["git"]["revision"], variables) == "v2"
+    container = pod["container"]
+    assert container["workingDir"] == "/src"
+    assert container["command"] == ["sh", "-c"]
+    (script,) = [render(a, variables) for a in container["args"]]
+    # exec: the user's process gets SIGTERM itself; shell quoting keeps "a b" one argument.
+    assert shlex.split(script) == ["exec", "python", "t.py", "a b"]
+    env = {e["name"]: render(e["value"], variables) for e in container["env"]}
+    assert env["ARGOMLOPS_CONFIG"] == "/etc/argomlops/run.yaml"
+    assert env["ARGOMLOPS_RUN_ID"] == RUN_ID
+
+
+def test_expression_tags_see_nested_parameters() -> None:
+    variables = nest({"workflow.parameters.spot": "true"})
+    assert evaluate("workflow.parameters.spot == 'true'", variables) is True
