@@ -134,6 +134,13 @@ def test_stages_not_in_the_run_are_skipped(
     assert runs == {**expected, "command": False}
 
 
+def test_when_conditions_use_only_what_govaluate_and_expr_share(template: dict[str, Any]) -> None:
+    """Argo 3.x reads `when` with govaluate, newer versions with expr: no operator only one of them knows."""
+    for task in _tasks(template).values():
+        without_tags = re.sub(r"\{\{[^}]*\}\}", "X", task["when"])
+        assert set(re.findall(r"[=!~&|<>]+", without_tags)) <= {"==", "!=", "&&", "||"}
+
+
 def test_git_source_runs_only_the_command(template: dict[str, Any]) -> None:
     spec = MLOpsSpec.model_validate({"git": {"repo": "https://github.com/ex/train", "command": ["python", "t.py"]}})
     assert _runs(template, spec) == {"vqvae": False, "pixelcnn": False, "command": True}

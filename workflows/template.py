@@ -35,6 +35,8 @@ from argomlops.workflows.retry import (
 from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
 from hera.workflows import models as m
 
+from argomlops.config import STAGE_ORDER
+
 DEFAULT_IMAGE = "ghcr.io/argomlops/argomlops-trainer:0.1.0"
 TERMINATION_GRACE_SECONDS = 60
 """Time between SIGTERM and SIGKILL for an ordinary deletion (drain, `argo stop`): enough to write a
@@ -91,9 +93,18 @@ def _wf(parameter: str) -> str:
     return f"{{{{workflow.parameters.{parameter}}}}}"
 
 
+def _stage_lists(stage: str) -> list[str]:
+    """Every `stages` value that includes `stage`: the ordered, non-empty subsets of the stage order."""
+    order = list(STAGE_ORDER)
+    subsets = ([s for i, s in enumerate(order) if mask >> i & 1] for mask in range(1, 2 ** len(order)))
+    return sorted(",".join(subset) for subset in subsets if stage in subset)
+
+
 def _when_stage(stage: str) -> str:
-    # govaluate: a regex on the comma list, so `vqvae` never matches inside another stage's name.
-    return f"'{_wf(names.P_GIT_REPO)}' == '' && '{_wf(names.P_STAGES)}' =~ '(^|,){stage}(,|$)'"
+    # Only quoted strings, ==, &&, || and parentheses: govaluate (Argo 3.x `when`) and expr (which
+    # newer Argo versions move `when` to) read them alike; a regex operator would tie us to one.
+    listed = " || ".join(f"'{_wf(names.P_STAGES)}' == '{value}'" for value in _stage_lists(stage))
+    return f"'{_wf(names.P_GIT_REPO)}' == '' && ({listed})"
 
 
 WHEN_COMMAND = f"'{_wf(names.P_GIT_REPO)}' != ''"
