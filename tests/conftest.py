@@ -31,3 +31,8 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     gcs_client().create_bucket(name)
     return name
+
+
+# --- Kubernetes: the test API server on loopback (tests/kube/) -----------------------------------
+
+from kube.fixtures import kube, operator_runner  # noqa: E402, F401
