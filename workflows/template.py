@@ -182,10 +182,24 @@ def pod_security() -> m.PodSecurityContext:
     )
 
 
-def _leaf(name: str, stage: str, **container: object) -> Container:
-    """One training pod recipe; `container` adds what differs (command, inputs, env)."""
+def _leaf(
+    name: str,
+    *,
+    stage: str,
+    inputs: list[Parameter] | list[m.Artifact],
+    command: list[str],
+    args: list[str],
+    env: list[m.EnvVar],
+    working_dir: str | None = None,
+) -> Container:
+    """One training pod recipe; the arguments are what differs between the trainer and a git command."""
     return Container(
         name=name,
+        inputs=inputs,
+        command=command,
+        args=args,
+        env=env,
+        working_dir=working_dir,
         image=_wf(names.P_IMAGE),
         labels={names.LABEL_STAGE: stage, names.LABEL_RUN_ID: _wf(names.P_RUN_ID)},
         # A plain volume: hera's ConfigMapVolume would name the ConfigMap after the volume.
@@ -197,7 +211,6 @@ def _leaf(name: str, stage: str, **container: object) -> Container:
         retry_strategy=retry_strategy(),
         synchronization=gpu_queue(),
         security_context=container_security(),
-        **container,  # type: ignore[arg-type]
     )
 
 
@@ -212,7 +225,7 @@ def train_container() -> Container:
     stage = "{{inputs.parameters.stage}}"
     return _leaf(
         "train",
-        stage,
+        stage=stage,
         inputs=[Parameter(name="stage")],
         command=["argomlops", "train"],
         args=[
@@ -238,7 +251,7 @@ def git_container() -> Container:
     )
     return _leaf(
         "git-command",
-        "command",
+        stage="command",
         inputs=[source],
         working_dir=names.SOURCE_PATH,
         # `exec` makes the user's process the one that receives SIGTERM on preemption.
