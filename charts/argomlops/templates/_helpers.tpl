@@ -84,33 +84,27 @@ argomlops.operatorRules: what the operator may do in a namespace it watches, as 
 rbac.clusterWide, a ClusterRole's) rules.
 */}}
 {{- define "argomlops.operatorRules" -}}
-# Framework: kopf posts what its handlers did as Events on the MLOps object.
+# Framework: kopf posts what the handlers did as core v1 Events on the MLOps object.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create]
-# Application: watch MLOps objects; kopf keeps its progress and finalizer on them (patch).
+# Application: watch MLOps objects and read them fresh; kopf keeps its progress annotations on them.
 - apiGroups: [argomlops.dev]
   resources: [mlops]
   verbs: [get, list, watch, patch]
-# Application: phase, run ids, progress and cost of each run.
+# Application: phase, run id, stage, epoch, cost and history of the runs.
 - apiGroups: [argomlops.dev]
   resources: [mlops/status]
-  verbs: [get, patch]
-# Application: the immutable per-run ConfigMap holding run.yaml.
+  verbs: [patch]
+# Application: the immutable per-run ConfigMap holding run.yaml (never updated, never deleted: owner
+# references let the garbage collector remove it with its MLOps object).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, get, list, delete]
-# Application: start a run, follow it to mirror its phase and progress, drop runs beyond the history limit.
+  verbs: [create]
+# Application: start a run, and follow the runs' Workflows to mirror them into the status.
 - apiGroups: [argoproj.io]
   resources: [workflows]
-  verbs: [create, get, list, watch, delete]
-# Application: check the argomlops-train template is installed before starting a run.
-- apiGroups: [argoproj.io]
-  resources: [workflowtemplates]
-  verbs: [get]
+  verbs: [create, list, watch]
 {{- end }}
 
 {{/*
