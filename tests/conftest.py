@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from gcs_emulator import GCSEmulator
@@ -31,6 +32,28 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     gcs_client().create_bucket(name)
     return name
+
+
+# --- The local cache: ARGOMLOPS_CACHE with the demo data set built once ---------------------------
+
+
+@pytest.fixture(scope="session")
+def demo_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder for the whole session, holding the built-in demo set (built once, ~2 s)."""
+    from argomlops.trainer.demo_data import demo_dir, ensure_demo
+
+    root = tmp_path_factory.mktemp("argomlops-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARGOMLOPS_CACHE", str(root))
+        ensure_demo(demo_dir())
+    return root
+
+
+@pytest.fixture
+def argomlops_cache(demo_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ARGOMLOPS_CACHE set to the session's cache folder, where `builtin:demo` is already built."""
+    monkeypatch.setenv("ARGOMLOPS_CACHE", str(demo_cache_dir))
+    return demo_cache_dir
 
 
 # --- Kubernetes: the test API server on loopback (tests/kube/) -----------------------------------

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # What tf.io.decode_image reads (checked on TF 2.21, WebP included); anything else is skipped.
 _DECODABLE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
-# Decoded sets up to this size (uint8) are kept in memory after the first epoch.
+# Sets whose decoded images (uint8) take at most this much are decoded once and served from memory;
+# all such sets together are kept up to _MEMORY_CACHE_BYTES (least recently used dropped first).
 _CACHE_BYTES = 1 << 30
+_MEMORY_CACHE_BYTES = 2 << 30
 _SHOWN_NAMES = 5
 _CHECK_THREADS = 8
 
@@ -314,6 +317,43 @@ def decode_square(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.ensure_shape(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8), [image_size] * 2 + [3])
 
 
+def _decoded_stream(paths: Sequence[str], image_size: int, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """(S, S, 3) uint8 images decoded in parallel; files that fail to decode despite the check are dropped."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), dtype=tf.string))
+    if shuffle:
+        # All the names fit in the buffer: a full shuffle costs nothing before decoding.
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda p: decode_square(p, image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.ignore_errors(log_warning=True)
+
+
+# (paths, sizes and mtimes, image size) -> decoded images (N, S, S, 3) uint8, most recent last.
+_decoded: dict[tuple[Any, ...], tf.Tensor] = {}
+
+
+def decoded_images(paths: Sequence[str], image_size: int) -> tf.Tensor:
+    """All images decoded once as one (N, S, S, 3) uint8 tensor, kept for later calls of this process.
+
+    The trainer builds a fresh dataset every epoch; this keeps the decoding to the first one. Files
+    changed on disk (size or mtime) are decoded again.
+    """
+    import tensorflow as tf
+
+    stats = tuple((s.st_size, s.st_mtime_ns) for s in map(os.stat, paths))
+    key = (tuple(paths), stats, image_size)
+    if key in _decoded:
+        _decoded[key] = _decoded.pop(key)  # most recently used goes last
+        return _decoded[key]
+    batches = list(_decoded_stream(paths, image_size, shuffle=False, seed=0).batch(256))
+    images = tf.concat(batches, axis=0) if batches else tf.zeros([0, image_size, image_size, 3], tf.uint8)
+    _decoded[key] = images
+    while sum(int(tf.size(t)) for t in _decoded.values()) > _MEMORY_CACHE_BYTES and len(_decoded) > 1:
+        _decoded.pop(next(iter(_decoded)))
+    return images
+
+
 def image_dataset(
     paths: Sequence[str],
     image_size: int,
@@ -325,30 +365,35 @@ def image_dataset(
     drop_remainder: bool = True,
     shuffle_buffer: int = 1024,
 ) -> tf.data.Dataset:
-    """Batches of float32 (B, S, S, 3) in [0, 1], decoded in parallel and prefetched.
+    """Batches of float32 (B, S, S, 3) in [0, 1], prefetched; the same seed gives the same order.
 
-    Small sets (decoded size up to 1 GiB) are decoded once and kept in memory; then the decoded images
-    are shuffled (buffer `shuffle_buffer`). Larger sets shuffle the file names (all of them: names are
-    cheap) before decoding. Files that fail to decode despite the selection's check are dropped, not fatal.
+    Sets whose decoded size is at most `_CACHE_BYTES` are decoded once per process (`decoded_images`)
+    and batches are gathered from memory with a full shuffle. Larger sets shuffle the file names (all
+    of them: names are cheap), then decode in parallel, followed by a shuffle of `shuffle_buffer`
+    decoded images to mix what parallel decoding brought close together.
     """
     import tensorflow as tf
 
     if not paths:
         raise InputError("no images to build a dataset from")
     autotune = tf.data.AUTOTUNE
-    cached = len(paths) * image_size * image_size * 3 <= _CACHE_BYTES
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), dtype=tf.string))
-    if shuffle and not cached:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(lambda p: decode_square(p, image_size), num_parallel_calls=autotune)
-    dataset = dataset.ignore_errors(log_warning=True)
-    if cached:
-        dataset = dataset.cache()
+    if len(paths) * image_size * image_size * 3 <= _CACHE_BYTES:
+        images = decoded_images(paths, image_size)
+        dataset = tf.data.Dataset.range(int(images.shape[0]))
         if shuffle:
-            dataset = dataset.shuffle(min(len(paths), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
+            dataset = dataset.shuffle(int(images.shape[0]), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        # (B,) indices -> (B, S, S, 3): one gather per batch, no per-image work.
+        dataset = dataset.map(lambda index: tf.gather(images, index), num_parallel_calls=autotune)
+    else:
+        dataset = _decoded_stream(paths, image_size, shuffle=shuffle, seed=seed)
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
     # Casting whole batches is cheaper than casting image by image.
     dataset = dataset.map(lambda batch: tf.cast(batch, tf.float32) / 255.0, num_parallel_calls=autotune)
     return dataset.prefetch(autotune)
@@ -358,5 +403,5 @@ def load_images(paths: Sequence[str], image_size: int) -> np.ndarray:
     """(N, S, S, 3) float32 in [0, 1], in the order given, preprocessed exactly as for training."""
     if not paths:
         return np.zeros((0, image_size, image_size, 3), np.float32)
-    dataset = image_dataset(paths, image_size, batch_size=64, shuffle=False, seed=0, drop_remainder=False)
-    return np.concatenate([batch.numpy() for batch in dataset], axis=0)
+    images: np.ndarray = decoded_images(paths, image_size).numpy().astype(np.float32) / 255.0
+    return images

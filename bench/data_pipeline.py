@@ -1,0 +1,65 @@
+"""How many images per second the data pipeline delivers on the demo set (the training loop's ceiling).
+
+Run: .venv/bin/python bench/data_pipeline.py [--sizes 64 128] [--batch 32] [--seconds 3]
+
+Three figures per image size, each a fresh dataset as the trainer builds one per epoch:
+- first epoch: decode every file (parallel tf.data map) and keep the decoded set in memory;
+- later epochs: batches gathered from the decoded set in memory (sets up to 1 GiB decoded);
+- streaming: the path of larger sets, decoding every image every epoch (memory cache turned off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+from argomlops.trainer import data
+
+from argomlops.config import DataConfig
+
+
+def _rate(paths: list[str], size: int, batch: int, seconds: float, *, epoch_only: bool) -> float:
+    """Images per second over one epoch (`epoch_only`) or a repeated stream for about `seconds`."""
+    start = time.perf_counter()
+    dataset = data.image_dataset(paths, size, batch, shuffle=True, seed=0, repeat=not epoch_only)
+    images = 0
+    for batch_images in dataset:
+        images += int(batch_images.shape[0])
+        if not epoch_only and time.perf_counter() - start > seconds:
+            break
+    return images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    selection = data.select_images(DataConfig(source="builtin:demo", validation_fraction=0.0))
+    paths = selection.train
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, TF {tf.__version__}")
+    print(f"demo set: {len(paths)} images (128x128 PNG), batch {args.batch}")
+    for size in args.sizes:
+        data._decoded.clear()
+        first = _rate(paths, size, args.batch, args.seconds, epoch_only=True)
+        later = _rate(paths, size, args.batch, args.seconds, epoch_only=False)
+        cache_bytes, data._CACHE_BYTES = data._CACHE_BYTES, 0
+        try:
+            streaming = _rate(paths, size, args.batch, args.seconds, epoch_only=False)
+        finally:
+            data._CACHE_BYTES = cache_bytes
+        print(
+            f"{size}x{size}: first epoch {first:8.0f} img/s | later epochs {later:8.0f} img/s | "
+            f"streaming {streaming:8.0f} img/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
