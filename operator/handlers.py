@@ -234,7 +234,7 @@ def mirror_workflow(
         what = f"run {run_id} is {run['phase']}" + (f": {run['message']}" if run["message"] else "")
         kind = "Warning" if run["phase"] in WARNING_PHASES else "Normal"
         kopf.event(_body(owner), type=kind, reason=run["phase"], message=what)
-    elif run["stage"] and run["stage"] != status.get("stage"):
+    if run["stage"] and run["stage"] != status.get("stage"):
         kopf.event(_body(owner), type="Normal", reason="Stage", message=f"run {run_id}: stage {run['stage']}")
 
 

@@ -112,3 +112,21 @@ def operator_runner(kube: RunningKube) -> Callable[..., Any]:
         return KopfRunner(argv, env=env)
 
     return make
+
+
+def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Poll `check` until it returns a truthy value (returned) or raises nothing; fail after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if value:
+                return value
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout} s: {last or check}")

@@ -423,7 +423,19 @@ class KubeServer(kmock.KubernetesScaffold):
             self._ensure_namespace(namespace)
         self.store[key] = obj
         self._emit(kind, "ADDED", obj)
+        self._learn_crd(obj)
         return copy.deepcopy(obj)
+
+    def _learn_crd(self, obj: dict[str, Any]) -> None:
+        """A stored CRD teaches the server its printer columns (for `kubectl get` tables)."""
+        if obj.get("kind") != "CustomResourceDefinition":
+            return
+        spec = obj.get("spec") or {}
+        for version in spec.get("versions") or []:
+            columns = version.get("additionalPrinterColumns")
+            if columns:
+                key = (spec.get("group", ""), version.get("name", ""), (spec.get("names") or {}).get("plural", ""))
+                self._printer_columns[key] = columns
 
     def _ensure_namespace(self, namespace: str | None) -> None:
         # Real servers refuse objects in missing namespaces; tests would only have to create them first.
@@ -468,6 +480,7 @@ class KubeServer(kmock.KubernetesScaffold):
         else:
             self.store[key] = new
             self._emit(kind, "MODIFIED", new)
+            self._learn_crd(new)
         return copy.deepcopy(new)
 
     def _patch(

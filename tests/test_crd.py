@@ -1,0 +1,126 @@
+"""The MLOps CRD: generated from the config models, committed, structural, and a schema the examples pass.
+
+`ARGOMLOPS_REGENERATE=1 pytest tests/test_crd.py` rewrites crds/mlops.yaml from the models.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from argomlops.operator.crd import build_crd, crd_yaml, spec_schema
+
+from argomlops.config import MLOpsSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "crds" / "mlops.yaml"
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if yaml.safe_load(p.read_text()).get("kind") == "MLOps")
+
+
+def test_committed_crd_matches_the_models() -> None:
+    generated = crd_yaml()
+    if os.environ.get("ARGOMLOPS_REGENERATE"):
+        COMMITTED.write_text(generated)
+    assert COMMITTED.read_text() == generated, (
+        "crds/mlops.yaml drifted from argomlops/config.py: run ARGOMLOPS_REGENERATE=1 pytest tests/test_crd.py"
+    )
+
+
+def test_crd_validates_offline_with_kubernetes_validate_strict() -> None:
+    kubernetes_validate.validate(yaml.safe_load(COMMITTED.read_text()), "1.37.0", strict=True)
+
+
+def _structural_problems(node: dict[str, Any], path: str) -> list[str]:
+    """Where a schema breaks the rules of structural schemas (apiextensions.k8s.io/v1)."""
+    problems = []
+    for banned in ("$ref", "anyOf", "oneOf", "allOf", "not", "definitions", "$defs", "title", "const"):
+        if banned in node:
+            problems.append(f"{path}: {banned}")
+    if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        problems.append(f"{path}: no type")
+    if "properties" in node and "additionalProperties" in node:
+        problems.append(f"{path}: properties with additionalProperties")
+    if "nullable" in node and "type" not in node:
+        problems.append(f"{path}: nullable without type")
+    for key in ("exclusiveMinimum", "exclusiveMaximum"):
+        if key in node and not isinstance(node[key], bool):
+            problems.append(f"{path}: {key} must be a boolean in OpenAPI v3.0")
+    for name, sub in (node.get("properties") or {}).items():
+        problems += _structural_problems(sub, f"{path}.{name}")
+    if "items" in node:
+        problems += _structural_problems(node["items"], f"{path}[]")
+    return problems
+
+
+def test_schema_is_structural_with_status_subresource_and_columns() -> None:
+    crd = build_crd()
+    (version,) = crd["spec"]["versions"]
+    assert _structural_problems(version["schema"]["openAPIV3Schema"], "") == []
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Run", "Stage", "Epoch", "Cost", "Age"]
+    assert crd["spec"]["names"]["shortNames"] == ["mlo"]
+    assert crd["metadata"]["name"] == "mlops.argomlops.dev"
+
+
+def test_every_model_field_is_in_the_schema_with_its_description() -> None:
+    schema = spec_schema()
+    for name, info in MLOpsSpec.model_fields.items():
+        alias = info.alias or name
+        assert alias in schema["properties"], alias
+        assert schema["properties"][alias]["description"].startswith(info.description or "-"), alias
+    vqvae = schema["properties"]["models"]["properties"]["vqvae"]["properties"]
+    assert vqvae["quantizer"]["enum"] == ["ema", "loss"]
+    assert vqvae["decay"] == {**vqvae["decay"], "minimum": 0.0, "exclusiveMinimum": True, "maximum": 1.0}
+    assert vqvae["latentChannels"]["nullable"] is True
+
+
+def _as_json_schema(node: Any) -> Any:
+    """OpenAPI v3.0 → JSON schema: `nullable` becomes a null type, boolean exclusive bounds become numbers."""
+    if isinstance(node, list):
+        return [_as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if out.get(key) is True:
+            out[key] = out.pop(bound)
+        elif out.get(key) is False:
+            out.pop(key)
+    if node.get("nullable"):
+        out["type"] = [out["type"], "null"]
+    if "properties" in node and isinstance(node.get("properties"), dict) and "type" in node:
+        # What `kubectl --validate=strict` does with the CRD: unknown fields are errors.
+        out["additionalProperties"] = node.get("additionalProperties", False)
+    return out
+
+
+def _crd_validator() -> jsonschema.Draft7Validator:
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = copy.deepcopy(schema)
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(_as_json_schema(schema))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_the_crd_schema(path: Path) -> None:
+    errors = list(_crd_validator().iter_errors(yaml.safe_load(path.read_text())))
+    assert errors == []
+
+
+def test_schema_rejects_what_the_models_reject() -> None:
+    example = yaml.safe_load((ROOT / "examples" / "fafa.yaml").read_text())
+    bad = copy.deepcopy(example)
+    bad["spec"]["training"]["vqvae"]["epochs"] = 0
+    bad["spec"]["placement"]["gpu"] = 1
+    bad["spec"]["models"]["vqvae"]["quantizer"] = "kmeans"
+    messages = sorted(e.message for e in _crd_validator().iter_errors(bad))
+    assert len(messages) == 3, messages
+    assert any("'gpu' was unexpected" in m for m in messages)
+    assert any("kmeans" in m for m in messages)
+    assert any("0 is less than the minimum of 1" in m for m in messages)
