@@ -302,6 +302,10 @@ class KubeServer(kmock.KubernetesScaffold):
         assert isinstance(payload, dict)
         if request.resource is not None and request.resource.group == "":
             payload["groupVersion"] = "v1"
+        for entry in payload.get("resources", []):
+            if "/" in entry["name"]:
+                # A subresource has no short names of its own (kubectl warns of ambiguity otherwise).
+                entry.update(shortNames=[], verbs=["get", "patch", "update"])
         return payload
 
     async def _serve(self, raw: aiohttp.web.BaseRequest, match: re.Match[str]) -> aiohttp.web.StreamResponse:
@@ -625,7 +629,7 @@ def _table(payload: dict[str, Any], columns: list[dict[str, Any]]) -> dict[str, 
                 created = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
                 seconds = int((datetime.now(UTC) - created).total_seconds())
                 value = f"{seconds // 60}m" if seconds >= 120 else f"{seconds}s"
-            cells.append("<none>" if value is None else value)
+            cells.append(value)
         rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "metadata": obj["metadata"]}})
     return {
         "kind": "Table",
