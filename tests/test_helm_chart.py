@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,7 @@ def test_lint_is_clean() -> None:
     [
         ({"operator": {"pricePerGPUHour": 1}}, "pricePerGPUHour"),
         ({"opertor": {}}, "opertor"),
+        ({"operator": {"pricePerGpuHour": "cheap"}}, "pricePerGpuHour"),
         ({"rbac": {"clusterwide": True}}, "clusterwide"),
         ({"gpuQueue": {"nvidia-tesla-t4": "two"}}, "nvidia-tesla-t4"),
         ({"trainer": {"serviceAccount": {"gcpServiceAccount": "not-an-email"}}}, "gcpServiceAccount"),
@@ -396,3 +399,70 @@ def test_operator_accepts_the_deployment_args(chart: helm.Chart, verbose: bool) 
     assert args.standalone is True and args.verbose is verbose
     assert args.liveness == "http://0.0.0.0:9090/healthz"
     assert container["ports"] == [{"name": "health", "containerPort": 9090, "protocol": "TCP"}]
+
+
+# 4. docs/gke.md: the commands a person types must keep working with this chart and these manifests.
+
+GKE_DOC = ROOT / "docs" / "gke.md"
+DOC_VARIABLES = {
+    "REGISTRY": "us-central1-docker.pkg.dev/my-project/argomlops",
+    "VERSION": "0.1.0",
+    "BUCKET": "my-project-argomlops",
+    "GSA": "argomlops-trainer@my-project.iam.gserviceaccount.com",
+    "NAMESPACE": NAMESPACE,
+}
+
+
+def doc_text() -> str:
+    text = GKE_DOC.read_text()
+    for key, value in DOC_VARIABLES.items():
+        text = text.replace(f'"${key}"', value).replace(f"${{{key}}}", value).replace(f"${key}", value)
+    return text
+
+
+def test_gke_doc_helm_install_values_render(chart: helm.Chart) -> None:
+    text = doc_text()
+    install = text[text.index("helm install argomlops ./charts/argomlops") :].split("```", 1)[0]
+    words = shlex.split(install.replace("\\\n", " "))  # as the shell reads it: continuations, quotes
+    sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert len(sets) >= 4, install
+    values: dict[str, Any] = {}
+    for expression in sets:
+        values = helm_merge(values, helm.parse_set_string(expression))
+    objects = render(chart, values)
+    trainer = only(objects, "ServiceAccount", names.SERVICE_ACCOUNT)
+    assert trainer["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == DOC_VARIABLES["GSA"]
+    image = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-operator:{DOC_VARIABLES['VERSION']}"
+
+
+def helm_merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(into)
+    for key, value in more.items():
+        merged[key] = helm_merge(merged[key], value) if isinstance(value, dict) and key in merged else value
+    return merged
+
+
+def test_gke_doc_manifests_are_valid_mlops_specs() -> None:
+    """The smoke manifest written in the doc, and examples/fafa.yaml after the doc's sed, pass the spec model."""
+    from argomlops.config import MLOpsSpec
+
+    text = doc_text()
+    smoke = yaml.safe_load(text.split("cat > smoke.yaml <<EOF\n", 1)[1].split("\nEOF\n", 1)[0])
+    spec = MLOpsSpec.model_validate(smoke["spec"])
+    assert spec.image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-trainer:{DOC_VARIABLES['VERSION']}"
+    assert spec.placement.gpus == 0
+
+    fafa = (ROOT / "examples" / "fafa.yaml").read_text()
+    edits = re.findall(r'-e "s\|([^|]+)\|([^|]+)\|(g?)"', text.split("examples/fafa.yaml > fafa.yaml")[0][-400:])
+    assert len(edits) == 2, edits
+    for pattern, replacement, flags in edits:
+        fafa = re.sub(pattern, replacement, fafa, count=0 if flags else 1)
+    spec = MLOpsSpec.model_validate(yaml.safe_load(fafa)["spec"])
+    assert spec.image.startswith(DOC_VARIABLES["REGISTRY"])
+    assert spec.artifacts.startswith(f"gs://{DOC_VARIABLES['BUCKET']}/") and spec.data.source.startswith(
+        f"gs://{DOC_VARIABLES['BUCKET']}/"
+    )
+    # Everything the doc reads or installs exists in the repository.
+    for path in ("charts/argomlops", "examples/fafa.yaml", "Dockerfile"):
+        assert path in GKE_DOC.read_text() and (ROOT / path).exists()
