@@ -14,8 +14,9 @@ How the ordering is enforced:
 3. The head adds, for code j, a projection of the embeddings of codes 0..j-1 at the same position
    (a block-triangular masked dense), so within-position order needs no channel masks in the stacks.
 
-The layers expose the pieces separately (`vertical_links`, `horizontal_row`, `head`) so that the sampler
-in `sampler.py` can recompute only the rows a new code can influence.
+The layers also expose their pieces one row or one position at a time (`GatedBlock.vertical_row`,
+`GatedBlock.horizontal_at`, `GatedPixelCNN.head`) so that the sampler in `sampler.py` computes each
+activation once instead of running the whole model per code.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from argomlops.config import PixelCNNConfig
 PACKAGE = "argomlops"
 
 
-def _gate(x: Any) -> Any:
+def gate(x: Any) -> Any:
     """tanh(a) * sigmoid(b) of the two halves of the last axis (the gated activation unit)."""
     a, b = ops.split(x, 2, axis=-1)
     return ops.tanh(a) * ops.sigmoid(b)
@@ -96,7 +97,15 @@ class GatedBlock(keras.layers.Layer):
         pre = self.vertical_conv(ops.pad(v, [[0, 0], [r, 0], [r, r], [0, 0]]))  # (B, H, W, 2F)
         if self.condition_size:
             pre = pre + self._condition(self.vertical_condition, condition)
-        return _gate(pre), pre
+        return gate(pre), pre
+
+    def vertical_row(self, slab: Any, condition: Any = None) -> Any:
+        """Pre-activation (B, 1, W, 2F) of one row from input rows i-r .. i (B, r+1, W, C), zeros above row 0."""
+        r = self.reach
+        pre = self.vertical_conv(ops.pad(slab, [[0, 0], [0, 0], [r, r], [0, 0]]))
+        if self.condition_size:
+            pre = pre + self._condition(self.vertical_condition, condition)
+        return pre
 
     def horizontal(self, h: Any, link_input: Any, condition: Any = None) -> Any:
         """Horizontal stack on whole rows; `link_input` is the vertical pre-activation already shifted down."""
@@ -106,10 +115,21 @@ class GatedBlock(keras.layers.Layer):
             pre = self.horizontal_conv(ops.pad(h, [[0, 0], [0, 0], [r + 1, 0], [0, 0]]))[:, :, :-1]
         else:
             pre = self.horizontal_conv(ops.pad(h, [[0, 0], [0, 0], [r, 0], [0, 0]]))  # sees j-r .. j
+        return self._horizontal_out(pre, link_input, h, condition)
+
+    def horizontal_at(self, slab: Any, link_input: Any, condition: Any = None) -> Any:
+        """Output (B, 1, 1, F) at one position from the r+1 columns it sees (B, 1, r+1, C).
+
+        Those are columns j-r-1 .. j-1 of the input for type A, j-r .. j of the previous block for type B.
+        """
+        pre = self.horizontal_conv(slab)  # (B, 1, 1, 2F)
+        return self._horizontal_out(pre, link_input, slab[:, :, -1:], condition)
+
+    def _horizontal_out(self, pre: Any, link_input: Any, h: Any, condition: Any) -> Any:
         pre = pre + self.link(link_input)
         if self.condition_size:
             pre = pre + self._condition(self.horizontal_condition, condition)
-        out = self.residual(_gate(pre))
+        out = self.residual(gate(pre))
         return out if self.mask_type == "A" else h + out
 
     def call(self, v: Any, h: Any, condition: Any = None) -> tuple[Any, Any, Any]:
@@ -167,11 +187,6 @@ class GatedPixelCNN(keras.layers.Layer):
         ]
         self.features = keras.layers.Dense(filters, name="features")
         self.logits = keras.layers.Dense(num_embeddings, dtype="float32", name="logits")
-
-    @property
-    def receptive_rows(self) -> int:
-        """How many rows above a row its vertical links depend on (the sampler's window)."""
-        return len(self.blocks) * (self.kernel_size // 2)
 
     def build(self, input_shape: Any) -> None:
         k, e, f = self.codes_per_position, self.embedding_dim, self.filters

@@ -1,16 +1,19 @@
 """Sampling code grids from the PixelCNN prior: one compiled graph for the whole batch, seeded.
 
-`Sampler` runs the autoregressive loop (rows → columns → codes of a position) as `tf.while_loop`s inside
-one `tf.function` (XLA-compiled on request). Per position it recomputes only what a new code can change:
-- the vertical stack once per row, over a window of `receptive_rows + 2` rows ending at the row, which is
-  all the vertical links of the row depend on (rows further up cannot reach it);
-- the horizontal stack over that single row, once per position;
-- the head once per code of the position.
+`Sampler` runs the autoregressive loop (rows, then columns, then the k codes of a position) as
+`tf.while_loop`s inside one `tf.function` (XLA-compiled on request), and computes every activation once,
+the way the model would see it, instead of running the whole model per code:
+- at the start of row i, each block's vertical pre-activation of row i-1 (what row i's horizontal stack
+  is linked to) from the r+1 rows of that block's input above it, kept in per-block row caches;
+- at position (i, j), each block's horizontal output at j from the r+1 columns it sees, kept in
+  per-block column caches of the current row;
+- then the head once per code of the position.
+So a whole grid costs about two forward passes of compute, plus the loop.
 
-Randomness is `tf.random.stateless_categorical` keyed by (seed, step), step = the code's index in the
-sampling order, so a seed gives the same grid whatever the batch is split into or the device is.
-`reference_sample` is the slow, obviously-correct loop over the full model that the tests and the
-benchmark compare against.
+Randomness is Gumbel noise hashed from (seed, step, image, code), step = the code's index in the
+sampling order, so a seed gives the same grids with or without XLA and on any device (up to float
+rounding deciding near-ties). `reference_sample` is the slow,
+obviously-correct loop over the full model that the tests and the benchmark compare against.
 """
 
 from __future__ import annotations
@@ -21,14 +24,31 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from argomlops.trainer.pixelcnn import GatedPixelCNN, core_of
+from argomlops.trainer.pixelcnn import GatedPixelCNN, core_of, gate
 
 
-def _draw(logits: tf.Tensor, temperature: tf.Tensor, seed: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-    """One code per row of `logits` (B, K) → (B,) int32; the same (seed, step) gives the same draw."""
+def _mix(x: tf.Tensor) -> tf.Tensor:
+    """A 32-bit integer hash (xorshift-multiply, "lowbias32"): exact integer ops, so XLA and TF agree."""
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, shift)) * tf.constant(factor, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def _draw(logits: tf.Tensor, temperature: tf.Tensor, seed: tf.Tensor, step: Any) -> tf.Tensor:
+    """One code per row of `logits` (B, K) → (B,) int32, by the Gumbel-max trick.
+
+    The noise of (seed, step, row b, code c) is a hash of those numbers, not a stateful or
+    device-specific generator: the same seed draws the same codes with or without XLA, on any device,
+    and image b of a batch does not depend on how many images are drawn with it.
+    """
+    shape = tf.shape(logits)
+    cell = tf.range(shape[0])[:, None] * shape[1] + tf.range(shape[1])[None, :]  # (B, K)
+    key = _mix(tf.cast(step, tf.uint32) + _mix(tf.cast(seed, tf.uint32)))
+    bits = _mix(tf.cast(cell, tf.uint32) + key)
+    uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (2.0**-24)  # in (0, 1)
+    gumbel = -tf.math.log(-tf.math.log(uniform))
     scaled = tf.cast(logits, tf.float32) / temperature
-    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    return tf.random.stateless_categorical(scaled, 1, key, dtype=tf.int32)[:, 0]
+    return tf.argmax(scaled + gumbel, axis=-1, output_type=tf.int32)
 
 
 class Sampler:
@@ -65,29 +85,68 @@ class Sampler:
 
     def _loop(self, codes: tf.Tensor, seed: tf.Tensor, temperature: tf.Tensor, cond: tf.Tensor) -> tf.Tensor:
         core, (height, width), k = self.core, self.grid, self.k
+        blocks = core.blocks
+        r = core.kernel_size // 2
         condition = cond if self.conditional else None
-        window = min(core.receptive_rows + 2, height)
         batch = tf.shape(codes)[0]
-        batch_index = tf.range(batch)
-        for i in tf.range(height):
-            # 1. Vertical links of row i: they depend on rows < i only, so compute them once per row.
-            start = tf.clip_by_value(i - 1 - core.receptive_rows, 0, height - window)
-            rows = tf.slice(codes, [0, start, 0, 0], [-1, window, -1, -1])
-            links = [tf.gather(link, [i - start], axis=1) for link in core.vertical_links(core.embed(rows), condition)]
-            for j in tf.range(width):
-                # 2. Horizontal stack over row i (columns < j are final), read at column j.
-                row = core.embed(tf.gather(codes, [i], axis=1))  # (B, 1, W, k*E)
-                features = core.horizontal_rows(row, links, condition)[:, 0, j]  # (B, F)
-                for c in range(k):
-                    # 3. Code c of position (i, j) from the codes 0..c-1 already drawn there.
-                    here = core.embed(codes[:, i, j])  # (B, k*E)
-                    logits = core.head(features, here)[:, c]  # (B, K)
-                    step = (i * width + j) * k + c
-                    drawn = _draw(logits, temperature, seed, step)
-                    index = tf.stack(
-                        [batch_index, tf.fill([batch], i), tf.fill([batch], j), tf.fill([batch], c)], axis=1
-                    )
-                    codes = tf.tensor_scatter_nd_update(codes, index, drawn)
+        dtype = core.embed(codes[:1, :1, :1]).dtype
+        widths = [core.codes_per_position * core.embedding_dim] + [core.filters] * (len(blocks) - 1)
+
+        def zeros(first: int, second: int, channels: int) -> tf.Tensor:
+            return tf.zeros(tf.stack([first, batch, second, channels]), dtype)
+
+        def put(cache: tf.Tensor, index: Any, value: tf.Tensor) -> tf.Tensor:
+            # Caches keep the written axis first so that one index writes a whole row or column.
+            return tf.tensor_scatter_nd_update(cache, [[index]], value[None])
+
+        def slab(cache: tf.Tensor, index: Any) -> tf.Tensor:
+            # r+1 entries of the written axis from `index` (a static size, so XLA can compile it), batch first.
+            rank = len(cache.shape)
+            begin = tf.concat([tf.reshape(index, [1]), tf.zeros([rank - 1], tf.int32)], 0)
+            part = tf.slice(cache, begin, [r + 1] + [-1] * (rank - 1))
+            return tf.transpose(part, [1, 0, 2, 3]) if rank == 4 else tf.transpose(part, [1, 0, 2])[:, None]
+
+        def row_step(i: tf.Tensor, codes: tf.Tensor, rows: list[tf.Tensor]) -> tuple[Any, ...]:
+            # 1. Rows caches hold each block's vertical input, r zero rows on top (the conv's padding).
+            #    Bring them to row i-1 and keep each block's pre-activation there: row i's links.
+            rows = list(rows)
+            links = []
+            above = tf.maximum(i - 1, 0)
+            rows[0] = put(rows[0], above + r, core.embed(codes[:, above]))
+            for n, block in enumerate(blocks):
+                pre = block.vertical_row(slab(rows[n], above), condition)
+                if n + 1 < len(blocks):
+                    rows[n + 1] = put(rows[n + 1], above + r, gate(pre)[:, 0])
+                # Row 0 has nothing above it: its links are the conv of zeros, as in the full model.
+                links.append(tf.where(i > 0, pre, tf.zeros_like(pre)))
+            columns = [zeros(width + r + (1 if n == 0 else 0), 1, widths[n])[:, :, 0] for n in range(len(blocks))]
+            _, codes, _ = tf.while_loop(
+                lambda j, *_: j < width,
+                lambda j, codes, columns: column_step(i, j, codes, list(columns), links),
+                (tf.constant(0), codes, columns),
+            )
+            return i + 1, codes, rows
+
+        def column_step(i: Any, j: Any, codes: tf.Tensor, columns: list[tf.Tensor], links: list[Any]) -> tuple:
+            # 2. Column caches hold each block's horizontal input along row i, left-padded so that the
+            #    r+1 entries from index j are exactly what position j sees (type A: one more to the left).
+            h = columns[0][:0]  # replaced by the first block's output
+            for n, block in enumerate(blocks):
+                h = block.horizontal_at(slab(columns[n], j), tf.gather(links[n], [j], axis=2), condition)
+                if n + 1 < len(blocks):
+                    columns[n + 1] = put(columns[n + 1], j + r, h[:, 0, 0])
+            features = h[:, 0, 0]  # (B, F)
+            # 3. The k codes of the position, each from the ones drawn before it there.
+            for c in range(k):
+                logits = core.head(features, core.embed(codes[:, i, j]))[:, c]  # (B, K)
+                drawn = _draw(logits, temperature, seed, (i * width + j) * k + c)
+                index = tf.stack([tf.range(batch), tf.fill([batch], i), tf.fill([batch], j), tf.fill([batch], c)], 1)
+                codes = tf.tensor_scatter_nd_update(codes, index, drawn)
+            columns[0] = put(columns[0], j + r + 1, core.embed(codes[:, i, j]))
+            return j + 1, codes, columns
+
+        rows = [zeros(height + r, width, widths[n]) for n in range(len(blocks))]
+        _, codes, _ = tf.while_loop(lambda i, *_: i < height, row_step, (tf.constant(0), codes, rows))
         return codes
 
 

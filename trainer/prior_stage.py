@@ -1,0 +1,141 @@
+"""Stage 2: train the gated PixelCNN prior on the VQ-VAE's codes with the shared stage runner.
+
+The stage reads the run's trained VQ-VAE (`vqvae/model.keras`, or the parent run's when this run has
+none), encodes the data set once (`codes.py`), and trains the prior on the stored code grids. Per step it
+reports loss (cross-entropy in nats), bits_per_code and accuracy; the runner turns them into
+train_*/val_* metrics in metrics.jsonl and TensorBoard. Every `imagesEvery` epochs (default: only at
+the end) `pixelcnn/samples/epoch-NNNN.png` shows `sampleCount` code grids drawn by the compiled sampler
+and decoded by the VQ-VAE; a conditional prior's samples cycle through its tags, one tag per column.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from argomlops.trainer.codes import CodeSet, CodeSplit, load_or_extract_codes, load_vqvae
+from argomlops.trainer.images import samples_png
+from argomlops.trainer.logs import log
+from argomlops.trainer.pixelcnn import build_pixelcnn
+from argomlops.trainer.run import Run
+from argomlops.trainer.sampler import Sampler
+from argomlops.trainer.stage import StageParts, StageResult, run_stage
+from argomlops.trainer.vqvae import decode_indices
+from argomlops.trainer.vqvae_stage import make_optimizer
+
+from argomlops.config import RunConfig
+from argomlops.errors import InputError
+
+STAGE = "pixelcnn"
+
+
+def prior_inputs(codes: Any, tags: Any, conditional: bool) -> Any:
+    """What the prior model takes: the codes alone, or a dict with the tag vectors."""
+    return {"codes": codes, "tags": tags} if conditional else codes
+
+
+def prior_metrics(logits: tf.Tensor, codes: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Mean cross-entropy (nats), the same in bits per code, and accuracy of logits (B, H, W, k, K)."""
+    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(codes, logits, from_logits=True))
+    accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), codes), tf.float32))
+    return {"loss": loss, "bits_per_code": loss / math.log(2.0), "accuracy": accuracy}
+
+
+def prior_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer, conditional: bool) -> tuple[Any, Any]:
+    """The train step and validation step of the prior on (codes, tags) batches (the runner compiles them)."""
+
+    def train_step(batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        codes, tags = batch
+        with tf.GradientTape() as tape:
+            metrics = prior_metrics(model(prior_inputs(codes, tags, conditional), training=True), codes)
+            scaled = optimizer.scale_loss(metrics["loss"])
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return metrics
+
+    def validation_step(batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        codes, tags = batch
+        return prior_metrics(model(prior_inputs(codes, tags, conditional), training=False), codes)
+
+    return train_step, validation_step
+
+
+def sample_conditions(count: int, tag_names: list[str]) -> np.ndarray | None:
+    """One-hot tag vectors cycling through the tags (None for an unconditional prior)."""
+    if not tag_names:
+        return None
+    return np.eye(len(tag_names), dtype=np.float32)[np.arange(count) % len(tag_names)]
+
+
+def use_xla_sampler() -> bool:
+    """XLA makes the sampling loop several times faster, but its compile time only pays off on GPUs."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _dataset(split: CodeSplit, batch_size: int, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((split.codes.astype(np.int32), split.tags))
+    if shuffle:
+        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).repeat()
+    return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
+
+
+def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageParts:
+    """The prior's model, optimizer, steps, code batches and samples for the stage runner."""
+    settings, seed = config.training.pixelcnn, config.training.seed
+    if len(codes.train) < settings.batch_size:
+        raise InputError(
+            f"training.pixelcnn.batchSize: {settings.batch_size} is more than the "
+            f"{len(codes.train)} training code grids"
+        )
+    keras.utils.set_random_seed(seed)
+    model = build_pixelcnn(config.models.pixelcnn, codes.grid, codes.num_embeddings, codes.codes_per_position)
+    optimizer = make_optimizer(settings.learning_rate)
+    conditional = bool(codes.tag_names)
+    train_step, validation_step = prior_steps(model, optimizer, conditional)
+    sampler = Sampler(model, jit_compile=use_xla_sampler())
+    has_validation = len(codes.validation) > 0
+
+    def images(epoch: int) -> bytes:
+        condition = sample_conditions(settings.sample_count, codes.tag_names)
+        drawn = sampler.sample(settings.sample_count, seed=seed, temperature=settings.temperature, condition=condition)
+        columns = len(codes.tag_names) if conditional else max(1, int(math.sqrt(settings.sample_count)))
+        return samples_png(decode_indices(vqvae, drawn), columns=columns)
+
+    return StageParts(
+        model=model,
+        optimizer=optimizer,
+        train_step=train_step,
+        validation_step=validation_step if has_validation else None,
+        # Seeded by the epoch: a resumed run sees the same order an uninterrupted one would.
+        train_batches=lambda epoch: _dataset(codes.train, settings.batch_size, shuffle=True, seed=seed + epoch),
+        validation_batches=(
+            (lambda: _dataset(codes.validation, settings.batch_size, shuffle=False, seed=seed))
+            if has_validation
+            else None
+        ),
+        steps_per_epoch=len(codes.train) // settings.batch_size,
+        examples_per_step=settings.batch_size,
+        images=images,
+        images_dir="samples",
+        monitor="val_loss" if has_validation else "train_loss",
+    )
+
+
+def run_prior_stage(run: Run) -> StageResult:
+    """Train (or resume, or skip when done) the PixelCNN prior of `run`."""
+    config = run.config
+
+    def build() -> StageParts:
+        vqvae = load_vqvae(run.store, run.parent)
+        codes = load_or_extract_codes(config, run.store, vqvae)
+        grid = codes.grid
+        log(
+            f"{STAGE}: {len(codes.train)} training, {len(codes.validation)} validation code grids of "
+            f"{grid[0]}x{grid[1]}x{codes.codes_per_position}, codebook of {codes.num_embeddings}"
+        )
+        return prior_parts(config, codes, vqvae)
+
+    return run_stage(run, STAGE, config.training.pixelcnn, build)
