@@ -68,13 +68,16 @@ class VectorQuantizer(keras.layers.Layer):
         init = keras.initializers.VarianceScaling(distribution="uniform", seed=self.seed)
         self.embeddings = self.add_weight(shape=shape, initializer=init, trainable=not ema, name="embeddings")
         if ema:
+            # With restarts on, every code starts dead: the first training step moves the codes onto
+            # encoder outputs of the batch (a data-dependent init, so few codes stay unused). Without
+            # restarts each code starts as if assigned once to its initial vector, so the first updates
+            # neither divide by ~0 nor pull unused codes to the origin.
+            init_mass = "zeros" if self.dead_code_threshold > 0 else "ones"
             self.ema_cluster_size = self.add_weight(
-                shape=(self.num_embeddings,), initializer="ones", trainable=False, name="ema_cluster_size"
+                shape=(self.num_embeddings,), initializer=init_mass, trainable=False, name="ema_cluster_size"
             )
             self.ema_dw = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="ema_dw")
-            # Every code starts as if it had been assigned once to its initial vector, so the first
-            # updates neither divide by ~0 nor pull unused codes to the origin.
-            self.ema_dw.assign(self.embeddings.value)
+            self.ema_dw.assign(self.embeddings.value * self.ema_cluster_size.value[tf.newaxis, :])
             self.draws = self.add_weight(shape=(), initializer="zeros", dtype="int32", trainable=False, name="draws")
 
     def lookup(self, indices: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,82 @@
+"""`argomlops train` and `argomlops generate`: the trainer's command-line entry points.
+
+`train_command` opens (or resumes) the run directory, installs the SIGTERM handler and runs the
+stages in order. The pixelcnn stage lives in `argomlops.trainer.prior_stage` (`run_prior_stage(run)`);
+`generate` is answered by `argomlops.trainer.generate.generate_command(args)`. Both are looked up when
+needed, so this module works before they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from datetime import UTC, datetime
+
+from argomlops.trainer.logs import log, quiet_tensorflow
+
+from argomlops.config import RunConfig
+from argomlops.errors import InputError
+
+quiet_tensorflow()
+
+
+def _stages(config: RunConfig, chosen: list[str] | None) -> list[str]:
+    if not chosen or "all" in chosen:
+        return list(config.stages)
+    # The config's order wins over the order of --stage flags; stages run vqvae before pixelcnn.
+    return [s for s in ("vqvae", "pixelcnn") if s in chosen]
+
+
+def _with_artifacts(config: RunConfig, artifacts: str | None) -> RunConfig:
+    if not artifacts:
+        return config
+    raw = config.model_dump(mode="json", by_alias=True)
+    raw["artifacts"] = artifacts
+    return RunConfig.model_validate(raw)
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def train_command(config: RunConfig, args: argparse.Namespace) -> int:
+    """Train the run's stages; returns 0, or raises InputError (exit 2) / Preempted (exit 143)."""
+    import keras
+    from argomlops.trainer.run import open_run
+    from argomlops.trainer.stage import install_sigterm_handler
+    from argomlops.trainer.vqvae_stage import run_vqvae_stage
+
+    config = _with_artifacts(config, getattr(args, "artifacts", None))
+    run = open_run(config, run_id=getattr(args, "run_id", None))
+    # Installed before the (slow) data and model set-up, so an early SIGTERM is not lost either.
+    install_sigterm_handler(run.stop)
+    config = run.config  # a resumed run keeps its stored config
+    if config.training.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(config.training.seed)
+    stages = _stages(config, getattr(args, "stages", None))
+    log(f"run {run.run_id}: stages {', '.join(stages)}; artifacts {run.uri}")
+    for stage in stages:
+        if stage == "vqvae":
+            result = run_vqvae_stage(run)
+        elif _has_module("argomlops.trainer.prior_stage"):
+            result = importlib.import_module("argomlops.trainer.prior_stage").run_prior_stage(run)
+        else:
+            log("pixelcnn: this version has no prior stage yet; skipped")
+            continue
+        log(
+            f"{stage}: {result.epochs} epochs, {result.steps} steps; last "
+            + ", ".join(f"{k}={v:.4g}" for k, v in result.last.items() if isinstance(v, float))
+        )
+    run.write_provenance(ended=datetime.now(UTC).isoformat(timespec="seconds"))
+    log(f"run {run.run_id}: done; artifacts in {run.uri}")
+    return 0
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Write generated images from a finished run (implemented by the prior stage's module)."""
+    if not _has_module("argomlops.trainer.generate"):
+        raise InputError("generate: this version has no PixelCNN prior stage yet")
+    code: int = importlib.import_module("argomlops.trainer.generate").generate_command(args)
+    return code
