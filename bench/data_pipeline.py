@@ -1,8 +1,8 @@
 """How many images per second the data pipeline delivers on the demo set (the training loop's ceiling).
 
-Run: .venv/bin/python bench/data_pipeline.py [--sizes 64 128] [--batch 32] [--seconds 3]
+Run: .venv/bin/python bench/data_pipeline.py [--sizes 64 128] [--batch 32] [--seconds 3] [--repeats 3]
 
-Three figures per image size, each a fresh dataset as the trainer builds one per epoch:
+Three figures per image size (median of --repeats), each a fresh dataset as the trainer builds one per epoch:
 - first epoch: decode every file (parallel tf.data map) and keep the decoded set in memory;
 - later epochs: batches gathered from the decoded set in memory (sets up to 1 GiB decoded);
 - streaming: the path of larger sets, decoding every image every epoch (memory cache turned off).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 
 from argomlops.trainer import data
@@ -36,7 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each repeated-stream measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per figure; the median is printed")
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,13 +48,21 @@ def main() -> None:
     paths = selection.train
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, TF {tf.__version__}")
     print(f"demo set: {len(paths)} images (128x128 PNG), batch {args.batch}")
+    data.load_images(paths[:8], 16)  # warm-up: TensorFlow's first graph builds are not the pipeline's cost
     for size in args.sizes:
-        data._decoded.clear()
-        first = _rate(paths, size, args.batch, args.seconds, epoch_only=True)
-        later = _rate(paths, size, args.batch, args.seconds, epoch_only=False)
+        firsts = []
+        for _ in range(args.repeats):
+            data._decoded.clear()
+            firsts.append(_rate(paths, size, args.batch, args.seconds, epoch_only=True))
+        first = statistics.median(firsts)
+        later = statistics.median(
+            _rate(paths, size, args.batch, args.seconds, epoch_only=False) for _ in range(args.repeats)
+        )
         cache_bytes, data._CACHE_BYTES = data._CACHE_BYTES, 0
         try:
-            streaming = _rate(paths, size, args.batch, args.seconds, epoch_only=False)
+            streaming = statistics.median(
+                _rate(paths, size, args.batch, args.seconds, epoch_only=False) for _ in range(args.repeats)
+            )
         finally:
             data._CACHE_BYTES = cache_bytes
         print(

@@ -368,9 +368,10 @@ def image_dataset(
     """Batches of float32 (B, S, S, 3) in [0, 1], prefetched; the same seed gives the same order.
 
     Sets whose decoded size is at most `_CACHE_BYTES` are decoded once per process (`decoded_images`)
-    and batches are gathered from memory with a full shuffle. Larger sets shuffle the file names (all
-    of them: names are cheap), then decode in parallel, followed by a shuffle of `shuffle_buffer`
-    decoded images to mix what parallel decoding brought close together.
+    and batches are gathered from memory in a shuffled order of all indices. Larger sets shuffle all
+    the file names, then decode in parallel (in order, so the seed decides). Both shuffle the whole
+    set, which costs nothing as indices or names, so `shuffle_buffer` (a buffer of decoded images,
+    which would also stall every epoch's start while it fills) is accepted but not needed.
     """
     import tensorflow as tf
 
@@ -389,8 +390,6 @@ def image_dataset(
         dataset = dataset.map(lambda index: tf.gather(images, index), num_parallel_calls=autotune)
     else:
         dataset = _decoded_stream(paths, image_size, shuffle=shuffle, seed=seed)
-        if shuffle:
-            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if repeat:
             dataset = dataset.repeat()
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune)
