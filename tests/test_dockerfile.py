@@ -7,6 +7,8 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,3 +203,22 @@ def test_images_run_as_the_uids_kubernetes_runs_them_as(stages: dict[str, Stage]
     template = yaml.safe_load((ROOT / "workflows" / "argomlops-train.yaml").read_text())
     trainer_uid = stages["trainer"].args("USER")[-1].split(":")[0]
     assert str(template["spec"]["securityContext"]["runAsUser"]) == trainer_uid
+
+
+def test_operator_image_needs_nothing_from_the_trainer_extra() -> None:
+    """The operator target installs only the operator extra: its code must import with the trainer's
+    packages (TensorFlow, numpy, Pillow, GCS client, scikit-image) made unimportable."""
+    blocked = ["tensorflow", "keras", "numpy", "PIL", "skimage", "google.cloud", "tensorboard"]
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in {blocked!r}):
+            raise ImportError(f"the operator image has no {{name}}")
+sys.meta_path.insert(0, Block())
+import argomlops.cli, argomlops.operator.main, argomlops.operator.handlers
+argomlops.cli.main(["operator", "--help"])  # prints the operator's options, exits 0
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--liveness" in result.stdout and "--standalone" in result.stdout
