@@ -466,3 +466,26 @@ def test_gke_doc_manifests_are_valid_mlops_specs() -> None:
     # Everything the doc reads or installs exists in the repository.
     for path in ("charts/argomlops", "examples/fafa.yaml", "Dockerfile"):
         assert path in GKE_DOC.read_text() and (ROOT / path).exists()
+
+
+def test_every_value_is_used_by_a_template() -> None:
+    """No dead keys: each leaf of values.schema.json is read by some template as .Values.<path>."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    templates = "\n".join(p.read_text() for p in (CHART / "templates").iterdir())
+
+    def leaves(node: dict[str, Any], path: str) -> Iterator[str]:
+        children = node.get("properties")
+        if not children:
+            yield path
+            return
+        for key, child in children.items():
+            yield from leaves(child, f"{path}.{key}" if path else key)
+
+    def read(path: str) -> bool:
+        # The key itself, or a whole section holding it (e.g. `toYaml .Values.operator.resources`).
+        parts = path.split(".")
+        ancestors = [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        return any(re.search(rf"\.Values\.{re.escape(a)}(?![\w.-])", templates) for a in ancestors)
+
+    unused = [path for path in leaves(schema, "") if not read(path)]
+    assert not unused, f"values nobody reads: {unused}"
