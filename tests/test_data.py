@@ -247,6 +247,12 @@ def test_gs_source_is_synced_once_to_the_cache(gcs_bucket: str, tmp_path: Path) 
     assert any("0 downloaded, 5 already cached" in line for line in log)
 
 
+def test_gs_source_in_a_missing_bucket_is_an_input_error(gcs_bucket: str, tmp_path: Path) -> None:
+    config = DataConfig(source=f"gs://{gcs_bucket}-absent/images", cache_dir=str(tmp_path))
+    with pytest.raises(InputError, match=rf"data.source: cannot list gs://{gcs_bucket}-absent/images \(404"):
+        select_images(config, Log())
+
+
 # --- the pipeline --------------------------------------------------------------------------------
 
 

@@ -73,7 +73,13 @@ def _source_root(config: DataConfig, log: Callable[[str], None]) -> Path:
     if config.source.startswith(GS_SCHEME):
         bucket, prefix = split_gs_uri(config.source)
         base = Path(config.cache_dir).expanduser() if config.cache_dir else cache_root() / "data"
-        return sync_to_cache(config.source, base / bucket / prefix, log)
+        from google.api_core.exceptions import Forbidden, NotFound
+
+        try:
+            return sync_to_cache(config.source, base / bucket / prefix, log)
+        except (NotFound, Forbidden) as exc:
+            # A wrong bucket name or missing permission does not heal on retry: bad input, exit 2.
+            raise InputError(f"data.source: cannot list {config.source} ({exc.code} {exc.message})") from exc
     root = Path(config.source).expanduser()
     if not root.is_dir():
         raise InputError(f"data.source: {config.source} is not a folder")
