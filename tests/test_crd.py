@@ -113,6 +113,11 @@ def test_examples_validate_against_the_crd_schema(path: Path) -> None:
     assert errors == []
 
 
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_valid_for_the_operator(path: Path) -> None:
+    MLOpsSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
+
+
 def test_schema_rejects_what_the_models_reject() -> None:
     example = yaml.safe_load((ROOT / "examples" / "fafa.yaml").read_text())
     bad = copy.deepcopy(example)

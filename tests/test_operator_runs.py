@@ -312,3 +312,29 @@ def test_delete_takes_the_children_and_leaves_nothing_behind(cluster: Cluster, o
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "fafa")
         eventually(lambda: not cluster.children("workflows") and not cluster.children("configmaps"))
         assert not cluster.kube.objects("mlops")
+
+
+def test_a_past_run_that_finishes_later_updates_its_history_entry(cluster: Cluster, operator_runner: Any) -> None:
+    """Argo's status is written as the controller would: the first run fails after the second started."""
+    with operator_runner():
+        cluster.apply(manifest())
+        first = settled(cluster)
+        running = pod_node("n1", "vqvae(0)", "Running", started="2026-11-27T09:00:00Z")
+        cluster.set_workflow_status(
+            first["workflow"], workflow_status("Running", [running], startedAt=running["startedAt"])
+        )
+        _wait_phase(cluster, "Running")
+        changed = manifest()
+        changed["spec"]["training"]["vqvae"]["epochs"] = 3
+        cluster.apply(changed)
+        eventually(lambda: settled(cluster).get("runGeneration") == 2)
+        assert cluster.status()["history"][0]["phase"] == "Running"
+        failed = dict(running, phase="Failed", finishedAt="2026-11-27T09:30:00Z", outputs={"exitCode": "1"})
+        cluster.set_workflow_status(
+            first["workflow"],
+            workflow_status("Failed", [failed], startedAt=running["startedAt"], finishedAt="2026-11-27T09:30:00Z"),
+        )
+        entry = eventually(lambda: (h := cluster.status()["history"][0])["phase"] == "Failed" and h)
+        assert entry["runId"] == first["runId"] and entry["finishedAt"] == "2026-11-27T09:30:00Z"
+        assert entry["costUSD"] == pytest.approx(0.5 * 0.14)
+        assert cluster.status()["phase"] == "Pending"  # the current run is untouched
