@@ -12,11 +12,15 @@ import argparse
 import importlib
 import importlib.util
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from argomlops.trainer.logs import log, quiet_tensorflow
 
 from argomlops.config import RunConfig
 from argomlops.errors import InputError
+
+if TYPE_CHECKING:
+    from argomlops.trainer.run import Run
 
 quiet_tensorflow()
 
@@ -40,12 +44,25 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def _run_stage(run: Run, stage: str) -> None:
+    if stage == "vqvae":
+        from argomlops.trainer.vqvae_stage import run_vqvae_stage
+
+        result = run_vqvae_stage(run)
+    elif _has_module("argomlops.trainer.prior_stage"):
+        result = importlib.import_module("argomlops.trainer.prior_stage").run_prior_stage(run)
+    else:
+        log("pixelcnn: this version has no prior stage yet; skipped")
+        return
+    figures = ", ".join(f"{k}={v:.4g}" for k, v in result.last.items() if isinstance(v, float))
+    log(f"{stage}: {result.epochs} epochs, {result.steps} steps; last {figures}")
+
+
 def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     """Train the run's stages; returns 0, or raises InputError (exit 2) / Preempted (exit 143)."""
     import keras
     from argomlops.trainer.run import open_run
     from argomlops.trainer.stage import install_sigterm_handler
-    from argomlops.trainer.vqvae_stage import run_vqvae_stage
 
     config = _with_artifacts(config, getattr(args, "artifacts", None))
     run = open_run(config, run_id=getattr(args, "run_id", None))
@@ -57,18 +74,15 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     keras.utils.set_random_seed(config.training.seed)
     stages = _stages(config, getattr(args, "stages", None))
     log(f"run {run.run_id}: stages {', '.join(stages)}; artifacts {run.uri}")
-    for stage in stages:
-        if stage == "vqvae":
-            result = run_vqvae_stage(run)
-        elif _has_module("argomlops.trainer.prior_stage"):
-            result = importlib.import_module("argomlops.trainer.prior_stage").run_prior_stage(run)
-        else:
-            log("pixelcnn: this version has no prior stage yet; skipped")
-            continue
-        log(
-            f"{stage}: {result.epochs} epochs, {result.steps} steps; last "
-            + ", ".join(f"{k}={v:.4g}" for k, v in result.last.items() if isinstance(v, float))
-        )
+    try:
+        for stage in stages:
+            _run_stage(run, stage)
+    except InputError:
+        # Bad input found before anything was trained: leave no half-made run directory behind.
+        if not run.resumed and not run.latest:
+            run.store.delete_tree("")
+            log(f"run {run.run_id}: nothing trained; removed {run.uri}")
+        raise
     run.write_provenance(ended=datetime.now(UTC).isoformat(timespec="seconds"))
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0

@@ -1,0 +1,106 @@
+"""The VQ-VAE model: shapes with k codes per position, the code interface, save/load, mixed precision + XLA."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from argomlops.trainer.vqvae import build_vqvae, code_grid_shape, decode_indices, encode_indices
+from argomlops.trainer.vqvae_stage import make_optimizer, vqvae_steps
+
+from argomlops.config import VQVAEConfig
+
+SMALL = VQVAEConfig(
+    encoder_channels=[8, 16], residual_blocks=1, residual_channels=8, embedding_dim=4, num_embeddings=16,
+    latent_channels=8,
+)  # fmt: skip
+
+
+def _images(n: int = 3, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(1).random((n, size, size, 3), dtype=np.float32)
+
+
+def test_shapes_with_two_codes_per_position() -> None:
+    model = build_vqvae(SMALL, 16)
+    out = model(_images(), training=False)
+    assert out["reconstruction"].shape == (3, 16, 16, 3)
+    assert out["indices"].shape == (3, 4, 4, 2) and out["indices"].dtype == tf.int32
+    assert code_grid_shape(SMALL, 16) == (4, 4, 2)
+    assert {"vq_loss", "perplexity", "usage"} <= set(out)
+    # The residual stacks follow the paper: 3x3 then 1x1 convolutions added to their input.
+    names = [layer.name for layer in model.get_layer("encoder").layers]
+    assert "enc_res0_conv3" in names and "enc_res0_conv1" in names and "enc_res0_add" in names
+
+
+def test_code_interface_matches_the_model() -> None:
+    model = build_vqvae(SMALL, 16)
+    images = _images()
+    indices = encode_indices(model, images)
+    assert indices.shape == (3, 4, 4, 2) and indices.dtype == np.int32
+    np.testing.assert_array_equal(indices, model(images, training=False)["indices"].numpy())
+    decoded = decode_indices(model, indices)
+    expected = np.clip(model(images, training=False)["reconstruction"].numpy(), 0, 1)
+    np.testing.assert_allclose(decoded, expected, atol=1e-5)
+
+
+LOAD_SCRIPT = """
+import sys, numpy as np, keras
+import argomlops.trainer.vqvae  # registers the quantizer
+model = keras.models.load_model(sys.argv[1])
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], model(images, training=False)["reconstruction"].numpy())
+np.save(sys.argv[4], argomlops.trainer.vqvae.encode_indices(model, images))
+"""
+
+
+def test_model_keras_loads_identically_in_a_fresh_process(tmp_path: Path) -> None:
+    model = build_vqvae(SMALL, 16, seed=4)
+    optimizer = make_optimizer(1e-3)
+    train_step, _ = vqvae_steps(model, optimizer)
+    train_step(tf.constant(_images()))  # one step, so the EMA codebook state is not the initial one
+    images = _images(5)
+    model.save(tmp_path / "model.keras")
+    np.save(tmp_path / "images.npy", images)
+    subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "model.keras"), str(tmp_path / "images.npy"),
+         str(tmp_path / "out.npy"), str(tmp_path / "idx.npy")],
+        check=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), model(images, training=False)["reconstruction"])
+    np.testing.assert_array_equal(np.load(tmp_path / "idx.npy"), encode_indices(model, images))
+
+
+@pytest.fixture
+def mixed_precision() -> Iterator[None]:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.usefixtures("mixed_precision")
+def test_mixed_precision_and_xla_train_step_runs() -> None:
+    model = build_vqvae(SMALL.model_copy(update={"quantizer": "loss"}), 16)
+    optimizer = make_optimizer(1e-3)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("quantizer").compute_dtype == "float32"
+    assert model.get_layer("encoder").get_layer("down0").compute_dtype == "float16"
+    train_step, _ = vqvae_steps(model, optimizer)
+    optimizer.build(model.trainable_variables)
+    step = tf.function(train_step, jit_compile=True)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    losses = [float(step(tf.constant(_images(4)))["loss"]) for _ in range(3)]
+    assert all(np.isfinite(losses))
+    assert model(_images(), training=False)["reconstruction"].dtype == tf.float32
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.trainable_weights, strict=True))
