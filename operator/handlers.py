@@ -32,6 +32,7 @@ from argomlops.runid import new_run_id
 ANNOTATION_PREFIX = "argomlops.dev"
 RUN_FIELDS = ("stage", "epoch", "progress", "startedAt", "finishedAt", "attempts", "preemptions", "gpuHours")
 WARNING_PHASES = {"Failed", "Invalid"}
+MIRROR_ATTEMPTS = 5
 
 
 @kopf.on.login()
@@ -70,10 +71,25 @@ def _custom(memo: kopf.Memo) -> kubernetes.client.CustomObjectsApi:
     return kubernetes.client.CustomObjectsApi(memo.api)
 
 
-def _patch_status(memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any]) -> None:
-    _custom(memo).patch_namespaced_custom_object_status(
-        client.GROUP, client.VERSION, namespace, client.PLURAL, name, {"status": status}
-    )
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409 on a resourceVersion-guarded patch)."""
+
+
+def _patch_status(
+    memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+) -> None:
+    """Merge-patch the status; with `resource_version`, only if nobody wrote the object since it was read."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    try:
+        _custom(memo).patch_namespaced_custom_object_status(
+            client.GROUP, client.VERSION, namespace, client.PLURAL, name, body
+        )
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(f"MLOps {namespace}/{name} changed since it was read") from exc
+        raise
 
 
 def _temporary(exc: kubernetes.client.ApiException, what: str) -> kopf.TemporaryError:
@@ -155,7 +171,10 @@ def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generatio
         "history": history[: settings.history_limit],
     }
     new_status.update(dict.fromkeys(RUN_FIELDS))
-    _patch_status(memo, body["metadata"]["namespace"], name, new_status)
+    try:
+        _patch_status(memo, body["metadata"]["namespace"], name, new_status, body["metadata"]["resourceVersion"])
+    except Conflict as exc:
+        raise kopf.TemporaryError(f"{exc}; reading it again", delay=1) from exc
     return run_id
 
 
@@ -211,13 +230,25 @@ def mirror_workflow(
     if event.get("type") == "DELETED" or namespace is None:
         return
     labels = body.metadata.labels
-    owner_name, run_id = labels[LABEL_MLOPS], labels[LABEL_RUN_ID]
-    owner = _fresh(memo, namespace, owner_name)
-    if owner is None:
-        return
     settings: Settings = memo.settings
     run = summarize_workflow(dict(body), price_per_gpu_hour=settings.price_per_gpu_hour, now=datetime.now(UTC))
-    status = owner.get("status") or {}
+    # Watch events are not retried, and the run handler writes the same status: read, patch guarded by the
+    # resourceVersion read, and read again when someone else wrote in between.
+    for _attempt in range(MIRROR_ATTEMPTS):
+        owner = _fresh(memo, namespace, labels[LABEL_MLOPS])
+        if owner is None:
+            return
+        try:
+            _mirror_into(memo, owner, labels[LABEL_RUN_ID], run)
+        except Conflict:
+            continue
+        return
+    logger.warning(f"status of MLOps {namespace}/{labels[LABEL_MLOPS]} kept changing; the next Workflow event retries")
+
+
+def _mirror_into(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: dict[str, Any]) -> None:
+    """Write one run's summary into the owner's status (current run) or history (a past run)."""
+    meta, status = owner["metadata"], owner.get("status") or {}
     if status.get("runId") != run_id:
         _mirror_history(memo, owner, run_id, run)
         return
@@ -229,7 +260,7 @@ def mirror_workflow(
         patch["message"] = run["message"]
     if all(status.get(key) == value for key, value in patch.items()):
         return
-    _patch_status(memo, namespace, owner_name, patch)
+    _patch_status(memo, meta["namespace"], meta["name"], patch, meta["resourceVersion"])
     if run["phase"] != status.get("runPhase"):
         what = f"run {run_id} is {run['phase']}" + (f": {run['message']}" if run["message"] else "")
         kind = "Warning" if run["phase"] in WARNING_PHASES else "Normal"
@@ -248,5 +279,5 @@ def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: di
                 return
             entry.update(update)
             meta = owner["metadata"]
-            _patch_status(memo, meta["namespace"], meta["name"], {"history": history})
+            _patch_status(memo, meta["namespace"], meta["name"], {"history": history}, meta["resourceVersion"])
             return
