@@ -48,6 +48,10 @@ def test_objects_get_identity_versions_and_generation_only_on_spec_changes(kube:
     with pytest.raises(kubernetes.client.ApiException) as conflict:
         custom.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "a", stale)
     assert conflict.value.status == 409
+    guarded = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": {"y": 4}}
+    with pytest.raises(kubernetes.client.ApiException) as stale_patch:
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, NS, PLURAL, "a", guarded)
+    assert stale_patch.value.status == 409
     with pytest.raises(kubernetes.client.ApiException) as missing:
         custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "nope")
     assert missing.value.status == 404
