@@ -152,9 +152,11 @@ class VectorQuantizer(keras.layers.Layer):
         )  # (K,)
         fresh = tf.transpose(tf.gather(flat, picks))  # (D, K)
         embeddings = tf.where(dead[tf.newaxis, :], fresh, embeddings)
-        # A restarted code starts with one assignment's worth of mass, so it is not dead again at once.
-        cluster = tf.where(dead, tf.ones_like(cluster), cluster)
-        dw = tf.where(dead[tf.newaxis, :], fresh, dw)
+        # A restarted code gets just the threshold's mass: if the next batches do not use it, it decays
+        # below the threshold at once and is drawn again (as Jukebox does), so no code idles for long.
+        mass = tf.fill(tf.shape(cluster), tf.constant(self.dead_code_threshold, tf.float32))
+        cluster = tf.where(dead, mass, cluster)
+        dw = tf.where(dead[tf.newaxis, :], fresh * mass[tf.newaxis, :], dw)
         return cluster, dw, embeddings
 
     def compute_output_spec(self, inputs: Any, training: bool | None = None) -> dict[str, keras.KerasTensor]:

@@ -1,0 +1,147 @@
+"""VQ-VAE training speed: the stage runner's loop against a plain `model.fit` of the same network.
+
+Both train the same VQ-VAE (from a run config, the quickstart's by default) on the same tf.data
+pipeline of the built-in demo set. The runner is the real thing (`run_stage` into a temp run folder:
+metrics, TensorBoard, checkpoints every epoch); `fit` runs Keras's own train step on the same
+functional model, with only `compute_loss` (MSE + the quantizer's loss) supplied. The first epoch (tracing, decoding,
+XLA compilation) is left out of both figures. Prints one JSON line.
+
+    .venv/bin/python bench/vqvae_training.py                      # CPU, quickstart shape
+    python bench/vqvae_training.py --mixed-precision --jit-compile --image-size 128 --batch 64   # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import tensorflow as tf
+from argomlops.trainer.data import image_dataset, select_images
+from argomlops.trainer.run import open_run
+from argomlops.trainer.stage import run_stage
+from argomlops.trainer.vqvae import build_vqvae
+from argomlops.trainer.vqvae_stage import vqvae_parts
+
+from argomlops.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "examples/quickstart.yaml"), help="run config for the shape")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs, the first is warm-up")
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--only", choices=["runner", "fit"], help="measure one of the two")
+    return parser.parse_args()
+
+
+def _config(args: argparse.Namespace, artifacts: str) -> Any:
+    return load_config(
+        args.config,
+        [
+            f"artifacts={artifacts}",
+            "stages=[vqvae]",
+            f"data.imageSize={args.image_size}",
+            f"training.mixedPrecision={str(args.mixed_precision).lower()}",
+            f"training.jitCompile={str(args.jit_compile).lower()}",
+            f"training.vqvae.batchSize={args.batch}",
+            f"training.vqvae.stepsPerEpoch={args.steps}",
+            f"training.vqvae.epochs={args.epochs}",
+            "training.vqvae.imagesEvery=0",
+        ],
+    )
+
+
+def runner_img_per_s(config: Any, train: list[str], validation: list[str]) -> float:
+    """Training images per second of the stage runner, epochs 2.. (from its own metrics.jsonl)."""
+    run = open_run(config, run_id="bench")
+    run_stage(run, "vqvae", config.training.vqvae, lambda: vqvae_parts(config, train, validation))
+    records = [json.loads(line) for line in run.store.read_text("vqvae/metrics.jsonl").splitlines()]
+    later = records[1:]
+    return sum(r["img_per_s"] for r in later) / len(later)
+
+
+class _FitVQVAE(keras.Model):
+    """The VQ-VAE for `fit`: Keras's own train_step; only the loss is ours (MSE + the quantizer's loss)."""
+
+    def __init__(self, net: keras.Model) -> None:
+        super().__init__(name="fit_vqvae")
+        self.net = net
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        return self.net(images, training=training)
+
+    def compute_loss(
+        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
+    ) -> Any:
+        return keras.ops.mean(keras.ops.square(y_pred["reconstruction"] - x)) + y_pred["vq_loss"]
+
+
+class _EpochTimes(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.times.append(time.perf_counter() - self.started)
+
+
+def fit_img_per_s(config: Any, train: list[str]) -> float:
+    """Training images per second of `model.fit` on the same network and data, epochs 2.."""
+    settings = config.training.vqvae
+    model = _FitVQVAE(build_vqvae(config.models.vqvae, config.data.image_size, seed=config.training.seed))
+    optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(settings.learning_rate)
+    if config.training.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, jit_compile=config.training.jit_compile)
+    data = image_dataset(train, config.data.image_size, settings.batch_size, shuffle=True, seed=0, repeat=True)
+    timer = _EpochTimes()
+    model.fit(data, epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, verbose=0, callbacks=[timer])
+    later = timer.times[1:]
+    return settings.steps_per_epoch * settings.batch_size * len(later) / sum(later)
+
+
+def main() -> int:
+    args = _args()
+    with tempfile.TemporaryDirectory(prefix="argomlops-bench-") as temp:
+        config = _config(args, temp)
+        if config.training.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        selection = select_images(config.data, log=lambda _: None)
+        result: dict[str, Any] = {
+            "image_size": args.image_size,
+            "batch": args.batch,
+            "steps_per_epoch": args.steps,
+            "epochs_timed": args.epochs - 1,
+            "mixed_precision": args.mixed_precision,
+            "jit_compile": args.jit_compile,
+            "device": [d.name for d in tf.config.list_physical_devices("GPU")] or "cpu",
+            "cpus": os.cpu_count(),
+        }
+        if args.only != "fit":
+            result["runner_img_per_s"] = round(runner_img_per_s(config, selection.train, selection.validation), 1)
+        if args.only != "runner":
+            result["fit_img_per_s"] = round(fit_img_per_s(config, selection.train), 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
