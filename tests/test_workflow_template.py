@@ -280,3 +280,10 @@ def test_git_source_is_checked_out_and_its_command_run(template: dict[str, Any])
 def test_expression_tags_see_nested_parameters() -> None:
     variables = nest({"workflow.parameters.spot": "true"})
     assert evaluate("workflow.parameters.spot == 'true'", variables) is True
+
+
+def test_a_failed_pod_reports_its_last_log_lines(template: dict[str, Any]) -> None:
+    # The trainer prints one `error: ...` line before exit 2; Kubernetes turns the last log lines of a
+    # failed container into its termination message, which Argo shows as the node message.
+    for name in ("train", "git-command"):
+        assert _templates(template)[name]["container"]["terminationMessagePolicy"] == "FallbackToLogsOnError"

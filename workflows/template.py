@@ -211,6 +211,10 @@ def _leaf(
         retry_strategy=retry_strategy(),
         synchronization=gpu_queue(),
         security_context=container_security(),
+        # A failed pod's last log lines become its termination message, which Argo shows as the node's
+        # message and the operator mirrors into the MLOps status: the trainer's one-line error reaches
+        # `kubectl get mlops` without anyone opening the pod logs.
+        termination_message_policy="FallbackToLogsOnError",
     )
 
 
