@@ -108,6 +108,7 @@ def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes(tmp_path: Path) -> 
     assert f"resumed from vqvae/checkpoints/step-{step:08d}" in log
     records = [json.loads(line) for line in (run / "vqvae/metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["step"]) for r in records] == [(1, STEPS), (2, 2 * STEPS)]
+    assert records[1]["resumed_at_step"] == in_epoch
     latest = json.loads((run / "latest.json").read_text())["stages"]["vqvae"]
     assert latest["done"] and latest["step"] == 2 * STEPS
     assert adam_iterations(run / latest["checkpoint"]) == 2 * STEPS

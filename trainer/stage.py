@@ -141,6 +141,16 @@ class _Mean:
         return {f"{prefix}{k}": float(v) / max(self.count, 1) for k, v in self.sums.items()}
 
 
+def _skip(batches: Iterable[Any], count: int) -> Iterable[Any]:
+    """`batches` without the first `count` (the steps an epoch took before a preemption)."""
+    if count and isinstance(batches, tf.data.Dataset):
+        return batches.skip(count)  # skipped inside tf.data, without a round trip per batch
+    iterator = iter(batches)
+    for _ in range(count):
+        next(iterator)
+    return iterator
+
+
 def _fmt(values: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
@@ -212,9 +222,7 @@ class _Loop:
             number = self.epoch + 1
             started = time.monotonic()
             train = _Mean()
-            batches = iter(parts.train_batches(number))
-            for _ in range(self.step_in_epoch):
-                next(batches)  # the steps this epoch already took before a preemption
+            batches = iter(_skip(parts.train_batches(number), self.step_in_epoch))
             first = self.step_in_epoch
             while self.step_in_epoch < self.steps_per_epoch:
                 self._check_stop()
@@ -243,6 +251,9 @@ class _Loop:
     def _end_epoch(self, number: int, train: _Mean, train_seconds: float, steps: int, started: float) -> None:
         settings, parts = self.settings, self.parts
         record: dict[str, Any] = {"stage": self.stage, "epoch": number, "step": self.step}
+        if steps < self.steps_per_epoch:
+            # Resumed mid-epoch: the train_* means cover only the steps taken since the resume.
+            record["resumed_at_step"] = self.steps_per_epoch - steps
         record.update(train.result("train_"))
         record.update(self.validate())
         record["img_per_s"] = round(steps * parts.examples_per_step / max(train_seconds, 1e-9), 1)
