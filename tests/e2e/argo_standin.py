@@ -1,0 +1,336 @@
+"""An Argo stand-in: runs a Workflow that references the argomlops-train template as local subprocesses.
+
+The Argo controller cannot run here (no cluster), so this module plays its part for the end-to-end test,
+and nothing more. It reads the Workflow and the WorkflowTemplate from the test API server and:
+
+1. resolves parameters (template defaults, overridden by the Workflow's arguments);
+2. walks the entrypoint DAG in `depends` order, evaluating each task's `when` with Argo's semantics
+   (`argomlops.workflows.expr`, the evaluator the template's own tests check against Argo's Go engines);
+3. runs each leaf's container exactly as the template specifies it - same command, args and env, with
+   every `{{...}}` tag rendered - as a local subprocess. Two things differ, because a pod's filesystem
+   is not ours: the ConfigMap is materialised as files in a temporary folder standing for its
+   mountPath, and arguments that start with the mountPath are pointed there; `argomlops` resolves to
+   the console script beside the running Python;
+4. writes Workflow status as Argo does: Retry and Pod nodes (`vqvae(0)`, `vqvae(1)`, ...), phase,
+   message, progress from `$ARGO_PROGRESS_FILE`, start/finish times, the exit code in
+   `outputs.exitCode`, and on failure the last log lines as the node message (the template's
+   `terminationMessagePolicy: FallbackToLogsOnError`);
+5. applies the template's retryStrategy: `expression` via `argomlops.workflows.retry.should_retry`, and
+   `limit` rendered from the parameters (the backoff wait is skipped: nothing here needs a new node).
+
+Preemption is simulated as a spot VM's graceful shutdown: SIGTERM to the trainer, and the pod ends with
+GKE's message "Pod was terminated in response to imminent node shutdown.".
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from argomlops.workflows.expr import evaluate, render
+from argomlops.workflows.retry import should_retry
+
+GROUP, VERSION = "argoproj.io", "v1alpha1"
+PREEMPTION_MESSAGE = "Pod was terminated in response to imminent node shutdown."
+LOG_TAIL_LINES = 80  # what Kubernetes keeps of the log for FallbackToLogsOnError (and at most 2048 bytes)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Attempt:
+    """One pod of one task: how it ended."""
+
+    task: str
+    number: int
+    exit_code: int
+    preempted: bool
+    log: str
+    progress_at_sigterm: str | None = None
+
+
+@dataclass
+class Preemptions:
+    """When to preempt: after each listed number of progress updates of any pod, in order (random if None)."""
+
+    count: int = 0
+    seed: int = 0
+    done: int = 0
+    after_seconds: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        # A random moment after the first progress report, so the trainer is mid-epoch, not still importing.
+        self.after_seconds = [rng.uniform(0.5, 3.0) for _ in range(self.count)]
+
+    def next_delay(self) -> float | None:
+        """Seconds after a pod's first progress report at which to preempt it, or None to let it run."""
+        return self.after_seconds[self.done] if self.done < self.count else None
+
+
+class ArgoStandIn:
+    """Executes one Workflow of the argomlops-train template against the test API server."""
+
+    def __init__(self, api: Any, namespace: str, workdir: Path, env: dict[str, str], preemptions: Preemptions) -> None:
+        import kubernetes
+
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.namespace = namespace
+        self.workdir = workdir
+        self.env = env
+        self.preemptions = preemptions
+        self.attempts: list[Attempt] = []
+        self.nodes: dict[str, dict[str, Any]] = {}
+
+    # -- status writing -------------------------------------------------------------------------
+
+    def _patch(self, name: str, **status: Any) -> None:
+        status["nodes"] = self.nodes
+        progress = self._progress()
+        if progress:
+            status["progress"] = progress
+        # Argo's Workflow CRD has no status subresource: the controller patches the object itself.
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "workflows", name, {"status": status}
+        )
+
+    def _progress(self) -> str:
+        # Argo sums the progress of the pods it counts: here the newest attempt of each task.
+        done = total = 0
+        latest: dict[str, dict[str, Any]] = {}
+        for node in self.nodes.values():
+            if node["type"] == "Pod":
+                latest[node["displayName"].split("(")[0]] = node
+        for node in latest.values():
+            value = node.get("progress", "")
+            if "/" in value:
+                a, b = value.split("/", 1)
+                done, total = done + int(a), total + int(b)
+        return f"{done}/{total}" if total else ""
+
+    # -- the workflow -----------------------------------------------------------------------------
+
+    def run(self, workflow_name: str, timeout: float = 600) -> str:
+        """Run the Workflow to its end; returns the final phase (Succeeded or Failed)."""
+        workflow = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "workflows", workflow_name)
+        template_name = workflow["spec"]["workflowTemplateRef"]["name"]
+        template = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "workflowtemplates", template_name
+        )
+        params = {p["name"]: p.get("value", "") for p in template["spec"]["arguments"]["parameters"]}
+        params.update({p["name"]: p.get("value", "") for p in workflow["spec"]["arguments"]["parameters"]})
+        variables = {f"workflow.parameters.{k}": str(v) for k, v in params.items()}
+        variables["workflow.name"] = workflow_name
+        templates = {t["name"]: t for t in template["spec"]["templates"]}
+        dag = templates[template["spec"]["entrypoint"]]["dag"]["tasks"]
+
+        started = _now()
+        self._patch(workflow_name, phase="Running", startedAt=started)
+        deadline = time.monotonic() + timeout
+        phases: dict[str, str] = {}
+        for task in dag:
+            depends = task.get("depends")
+            if depends and phases.get(depends) not in ("Succeeded", "Skipped"):
+                phases[task["name"]] = "Omitted"
+                continue
+            when = task.get("when")
+            if when and not evaluate(render(when, variables), {}):
+                phases[task["name"]] = "Skipped"
+                continue
+            leaf = templates[task["template"]]
+            inputs = {
+                f"inputs.parameters.{p['name']}": p["value"] for p in task.get("arguments", {}).get("parameters", [])
+            }
+            phases[task["name"]] = self._run_task(
+                workflow_name, task["name"], leaf, {**variables, **inputs}, params, deadline
+            )
+            if phases[task["name"]] != "Succeeded":
+                failed = self.nodes[f"{task['name']}-retry"]
+                self._patch(workflow_name, phase="Failed", finishedAt=_now(), message=failed.get("message", ""))
+                return "Failed"
+        self._patch(workflow_name, phase="Succeeded", finishedAt=_now())
+        return "Succeeded"
+
+    def _materialise_config(self, leaf: dict[str, Any], variables: dict[str, str]) -> dict[str, Path]:
+        """The ConfigMap volumes as folders: {mountPath: local folder}."""
+        volumes = {v["name"]: v for v in leaf.get("volumes", [])}
+        mounts: dict[str, Path] = {}
+        for mount in leaf["container"].get("volumeMounts", []):
+            source = volumes[mount["name"]]["configMap"]["name"]
+            config_map = self.core.read_namespaced_config_map(render(source, variables), self.namespace)
+            folder = self.workdir / "mounts" / config_map.metadata.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for key, value in (config_map.data or {}).items():
+                (folder / key).write_text(value)
+            mounts[mount["mountPath"]] = folder
+        return mounts
+
+    def _command(self, leaf: dict[str, Any], variables: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        container = leaf["container"]
+        mounts = self._materialise_config(leaf, variables)
+        argv = [render(part, variables) for part in [*container.get("command", []), *container.get("args", [])]]
+        for index, part in enumerate(argv):
+            for mount_path, folder in mounts.items():
+                if part.startswith(mount_path + "/"):
+                    argv[index] = str(folder) + part[len(mount_path) :]
+        if argv[0] == "argomlops":
+            argv[0] = str(Path(sys.executable).with_name("argomlops"))
+        env = {e["name"]: render(e.get("value", ""), variables) for e in container.get("env", [])}
+        return argv, env
+
+    def _run_task(
+        self,
+        workflow_name: str,
+        task: str,
+        leaf: dict[str, Any],
+        variables: dict[str, str],
+        params: dict[str, str],
+        deadline: float,
+    ) -> str:
+        strategy = leaf.get("retryStrategy", {})
+        limit = int(render(str(strategy.get("limit", "0")), variables))
+        retry_id = f"{task}-retry"
+        self.nodes[retry_id] = {
+            "id": retry_id,
+            "name": f"{workflow_name}.{task}",
+            "displayName": task,
+            "type": "Retry",
+            "templateName": leaf["name"],
+            "phase": "Running",
+            "startedAt": _now(),
+            "children": [],
+        }
+        for number in range(limit + 1):
+            node_id = f"{task}-{number}"
+            self.nodes[retry_id]["children"].append(node_id)
+            attempt = self._run_pod(workflow_name, task, number, node_id, leaf, variables, deadline)
+            self.attempts.append(attempt)
+            node = self.nodes[node_id]
+            if attempt.exit_code == 0:
+                self.nodes[retry_id].update(phase="Succeeded", finishedAt=_now())
+                self._patch(workflow_name, phase="Running")
+                return "Succeeded"
+            expression = strategy.get("expression")
+            retry = bool(expression) and should_retry(
+                expression, attempt.exit_code, node["phase"], node.get("message", "")
+            )
+            if not retry or number == limit:
+                reason = "" if retry else " (retry expression false)"
+                self.nodes[retry_id].update(phase="Failed", finishedAt=_now(), message=node.get("message", "") + reason)
+                return "Failed"
+            self._patch(workflow_name, phase="Running")
+        raise AssertionError("unreachable")
+
+    def _run_pod(
+        self,
+        workflow_name: str,
+        task: str,
+        number: int,
+        node_id: str,
+        leaf: dict[str, Any],
+        variables: dict[str, str],
+        deadline: float,
+    ) -> Attempt:
+        argv, container_env = self._command(leaf, variables)
+        progress_file = self.workdir / f"progress-{node_id}"
+        progress_file.unlink(missing_ok=True)
+        env = {**os.environ, **self.env, **container_env, "ARGO_PROGRESS_FILE": str(progress_file)}
+        node: dict[str, Any] = {
+            "id": node_id,
+            "name": f"{workflow_name}.{task}({number})",
+            "displayName": f"{task}({number})",
+            "type": "Pod",
+            "templateName": leaf["name"],
+            "phase": "Running",
+            "startedAt": _now(),
+        }
+        self.nodes[node_id] = node
+        self._patch(workflow_name, phase="Running")
+        log_path = self.workdir / f"log-{node_id}.txt"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            preempt_at: float | None = None
+            delay = self.preemptions.next_delay()
+            sigterm_progress: str | None = None
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise AssertionError(f"{task}({number}) ran past the test's deadline; log: {log_path}")
+                progress = progress_file.read_text().strip() if progress_file.exists() else ""
+                if progress and progress != node.get("progress"):
+                    node["progress"] = progress
+                    self._patch(workflow_name, phase="Running")
+                    if preempt_at is None and delay is not None:
+                        preempt_at = time.monotonic() + delay
+                if preempt_at is not None and sigterm_progress is None and time.monotonic() >= preempt_at:
+                    sigterm_progress = node.get("progress", "")
+                    process.send_signal(signal.SIGTERM)
+                    self.preemptions.done += 1
+                time.sleep(0.1)
+        output = log_path.read_text()
+        code = process.returncode
+        preempted = sigterm_progress is not None
+        node.update(finishedAt=_now(), outputs={"exitCode": str(code)})
+        if progress_file.exists():
+            node["progress"] = progress_file.read_text().strip()
+        if code == 0:
+            node["phase"] = "Succeeded"
+        else:
+            node["phase"] = "Failed"
+            tail = "\n".join(output.rstrip().splitlines()[-LOG_TAIL_LINES:])[-2048:]
+            node["message"] = PREEMPTION_MESSAGE if preempted else tail
+        self._patch(workflow_name, phase="Running")
+        return Attempt(task, number, code, preempted, output, sigterm_progress)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout} s: {check}")
+
+
+class StatusRecorder(threading.Thread):
+    """Polls an MLOps object's status in the background and keeps every distinct phase it saw, in order."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.read = read
+        self.phases: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                status = self.read().get("status") or {}
+            except Exception:  # the server may be busy: the next poll sees the same state
+                status = {}
+            phase = status.get("phase")
+            if phase and (not self.phases or self.phases[-1] != phase):
+                self.phases.append(phase)
+            if status:
+                self.statuses.append(status)
+            self._stop_event.wait(0.05)
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop_event.set()
+        self.join(timeout=5)

