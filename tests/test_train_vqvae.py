@@ -148,3 +148,10 @@ def test_batch_larger_than_the_data_exits_2(tmp_path: Path, capsys: pytest.Captu
     config = write_config(tmp_path, training={"vqvae": {"batchSize": 4000}})
     assert main(["train", str(config)]) == 2
     assert "training.vqvae.batchSize: 4000" in capsys.readouterr().err
+
+
+def test_resume_from_a_folder_that_is_no_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, resumeFrom=str(tmp_path / "no-such-run"))
+    assert main(["train", str(config), "--run-id", "2026-01-01_00h00m00s"]) == 2
+    assert "resumeFrom:" in capsys.readouterr().err
+    assert not (tmp_path / "runs/2026-01-01_00h00m00s").exists()

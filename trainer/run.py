@@ -169,6 +169,10 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
 def open_run(config: RunConfig, run_id: str | None = None, artifacts: str | None = None) -> Run:
     """Open `<artifacts>/<run-id>` for training: resume it when it exists, else create it."""
     root = open_store(artifacts or config.artifacts)
+    parent = open_store(config.resume_from) if config.resume_from else None
+    if parent is not None and not parent.exists("run.yaml"):
+        # A mistyped parent must not quietly become a run from scratch.
+        raise InputError(f"resumeFrom: {parent.uri} is not a run folder (it has no run.yaml)")
     run_id = run_id or _choose_run_id(root)
     store = root.child(run_id)
     if store.exists("run.yaml"):
