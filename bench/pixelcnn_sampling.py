@@ -4,7 +4,7 @@ Both draw the same codes for the same seed (checked here too). The model is the 
 shape (or what the flags say) over a K-code codebook; its weights do not change the cost of sampling, so
 it is not trained.
 
-    .venv/bin/python bench/pixelcnn_sampling.py --grid 16 --count 8
+    .venv/bin/python bench/pixelcnn_sampling.py --grid 16 --count 8 [--no-jit]
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=1, help="codes per position")
     parser.add_argument("--filters", type=int, default=64)
     parser.add_argument("--layers", type=int, default=6)
-    parser.add_argument("--jit", action="store_true", help="compile the sampler with XLA")
+    parser.add_argument("--no-jit", action="store_true", help="time the plain tf.function graph, without XLA")
     parser.add_argument("--skip-naive", action="store_true", help="only time the compiled sampler")
     args = parser.parse_args()
 
     config = PixelCNNConfig(filters=args.filters, layers=args.layers)
     model = build_pixelcnn(config, (args.grid, args.grid), args.codes, args.k)
     print(f"model: {model.count_params():,} parameters, grid {args.grid}x{args.grid}x{args.k}, K={args.codes}")
-    sampler = Sampler(model, jit_compile=args.jit)
+    sampler = Sampler(model, jit_compile=not args.no_jit)
 
     start = time.perf_counter()
     sampler.sample(args.count, seed=1)

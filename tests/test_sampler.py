@@ -42,7 +42,7 @@ def test_xla_sampler_draws_the_same_codes() -> None:
     model = build_pixelcnn(PixelCNNConfig(filters=8, layers=1, embedding_dim=4), (4, 3), K, 2)
     np.testing.assert_array_equal(
         Sampler(model, jit_compile=True).sample(3, seed=5, temperature=1.5),
-        Sampler(model).sample(3, seed=5, temperature=1.5),
+        Sampler(model, jit_compile=False).sample(3, seed=5, temperature=1.5),
     )
 
 

@@ -20,7 +20,6 @@ import numpy as np
 from argomlops.trainer.codes import load_vqvae
 from argomlops.trainer.images import grid, samples_png, to_png
 from argomlops.trainer.logs import log
-from argomlops.trainer.prior_stage import use_xla_sampler
 from argomlops.trainer.sampler import Sampler
 from argomlops.trainer.storage import open_store
 from argomlops.trainer.vqvae import decode_indices
@@ -67,7 +66,7 @@ def generate_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="argomlops-prior-") as temp:
         store.download_file(PRIOR_MODEL, Path(temp) / "model.keras")
         prior = keras.models.load_model(Path(temp) / "model.keras")
-    sampler = Sampler(prior, jit_compile=use_xla_sampler())
+    sampler = Sampler(prior)
     run_yaml = store.read_text("run.yaml") if store.exists("run.yaml") else None
     condition = _condition(store.uri, run_yaml, list(args.tags or []), args.count, sampler.core.condition_size)
     codes = sampler.sample(args.count, seed=args.seed, temperature=args.temperature, condition=condition)

@@ -70,11 +70,6 @@ def sample_conditions(count: int, tag_names: list[str]) -> np.ndarray | None:
     return np.eye(len(tag_names), dtype=np.float32)[np.arange(count) % len(tag_names)]
 
 
-def use_xla_sampler() -> bool:
-    """XLA makes the sampling loop several times faster, but its compile time only pays off on GPUs."""
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def _dataset(split: CodeSplit, batch_size: int, *, shuffle: bool, seed: int) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((split.codes.astype(np.int32), split.tags))
     if shuffle:
@@ -95,7 +90,7 @@ def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageP
     optimizer = make_optimizer(settings.learning_rate)
     conditional = bool(codes.tag_names)
     train_step, validation_step = prior_steps(model, optimizer, conditional)
-    sampler = Sampler(model, jit_compile=use_xla_sampler())
+    sampler = Sampler(model)
     has_validation = len(codes.validation) > 0
 
     def images(epoch: int) -> bytes:

@@ -56,10 +56,12 @@ class Sampler:
 
     Args:
         model: the prior (its `gated_pixelcnn` layer is used piece by piece).
-        jit_compile: compile the sampling graph with XLA (worth it on GPUs; not on CPUs).
+        jit_compile: compile the sampling graph with XLA. It fuses the many small per-position ops:
+            6-7x faster than the plain graph on a 2-core CPU for about the same first-call cost
+            (bench/README.md), and the draws are identical either way.
     """
 
-    def __init__(self, model: keras.Model, jit_compile: bool = False) -> None:
+    def __init__(self, model: keras.Model, jit_compile: bool = True) -> None:
         self.core: GatedPixelCNN = core_of(model)
         codes_shape = model.inputs[0].shape if len(model.inputs) == 1 else model.get_layer("codes").output.shape
         self.grid = (int(codes_shape[1]), int(codes_shape[2]))
