@@ -1,5 +1,8 @@
 """VQ-VAE training speed: the stage runner's loop against a plain `model.fit` of the same network.
 
+A third figure, `loop`, is the VQ-VAE's compiled train step in a bare Python loop: the difference
+between it and `runner` is what the runner's bookkeeping costs.
+
 Both train the same VQ-VAE (from a run config, the quickstart's by default) on the same tf.data
 pipeline of the built-in demo set. The runner is the real thing (`run_stage` into a temp run folder:
 metrics, TensorBoard, checkpoints every epoch); `fit` runs Keras's own train step on the same
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +33,7 @@ from argomlops.trainer.data import image_dataset, select_images
 from argomlops.trainer.run import open_run
 from argomlops.trainer.stage import run_stage
 from argomlops.trainer.vqvae import build_vqvae
-from argomlops.trainer.vqvae_stage import vqvae_parts
+from argomlops.trainer.vqvae_stage import make_optimizer, vqvae_parts, vqvae_steps
 
 from argomlops.config import load_config
 
@@ -45,7 +49,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="epochs, the first is warm-up")
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--jit-compile", action="store_true")
-    parser.add_argument("--only", choices=["runner", "fit"], help="measure one of the two")
+    parser.add_argument("--only", choices=["runner", "fit", "loop"], help="measure only this one")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating which goes first; medians")
     return parser.parse_args()
 
 
@@ -66,13 +71,31 @@ def _config(args: argparse.Namespace, artifacts: str) -> Any:
     )
 
 
-def runner_img_per_s(config: Any, train: list[str], validation: list[str]) -> float:
+def runner_img_per_s(config: Any, train: list[str], validation: list[str], run_id: str) -> float:
     """Training images per second of the stage runner, epochs 2.. (from its own metrics.jsonl)."""
-    run = open_run(config, run_id="bench")
+    run = open_run(config, run_id=run_id)
     run_stage(run, "vqvae", config.training.vqvae, lambda: vqvae_parts(config, train, validation))
     records = [json.loads(line) for line in run.store.read_text("vqvae/metrics.jsonl").splitlines()]
     later = records[1:]
     return sum(r["img_per_s"] for r in later) / len(later)
+
+
+def loop_img_per_s(config: Any, train: list[str]) -> float:
+    """Images per second of the same compiled train step in a bare Python loop (no runner around it)."""
+    settings = config.training.vqvae
+    model = build_vqvae(config.models.vqvae, config.data.image_size, seed=config.training.seed)
+    optimizer = make_optimizer(settings.learning_rate)
+    optimizer.build(model.trainable_variables)
+    step = tf.function(vqvae_steps(model, optimizer)[0], jit_compile=config.training.jit_compile)
+    times = []
+    for epoch in range(settings.epochs):
+        data = image_dataset(train, config.data.image_size, settings.batch_size, shuffle=True, seed=epoch, repeat=True)
+        started = time.perf_counter()
+        for batch in data.take(settings.steps_per_epoch):
+            out = step(batch)
+        float(out["loss"])  # wait for the device
+        times.append(time.perf_counter() - started)
+    return settings.steps_per_epoch * settings.batch_size * (settings.epochs - 1) / sum(times[1:])
 
 
 class _FitVQVAE(keras.Model):
@@ -135,10 +158,20 @@ def main() -> int:
             "device": [d.name for d in tf.config.list_physical_devices("GPU")] or "cpu",
             "cpus": os.cpu_count(),
         }
-        if args.only != "fit":
-            result["runner_img_per_s"] = round(runner_img_per_s(config, selection.train, selection.validation), 1)
-        if args.only != "runner":
-            result["fit_img_per_s"] = round(fit_img_per_s(config, selection.train), 1)
+        measures = {
+            "runner": lambda n: runner_img_per_s(config, selection.train, selection.validation, f"bench-{n}"),
+            "fit": lambda n: fit_img_per_s(config, selection.train),
+            "loop": lambda n: loop_img_per_s(config, selection.train),
+        }
+        names = [args.only] if args.only else ["runner", "fit", "loop"]
+        seen: dict[str, list[float]] = {name: [] for name in names}
+        # Other jobs on a shared machine come and go: alternate the order and report medians.
+        for n in range(args.rounds):
+            for name in names if n % 2 == 0 else names[::-1]:
+                seen[name].append(measures[name](n))
+        for name, values in seen.items():
+            result[f"{name}_img_per_s"] = round(statistics.median(values), 1)
+            result[f"{name}_rounds"] = [round(v, 1) for v in values]
     print(json.dumps(result))
     return 0
 
