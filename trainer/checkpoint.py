@@ -61,7 +61,9 @@ def save_checkpoint(
         np.savez(Path(temp) / "weights.npz", **_arrays(model.weights))
         np.savez(Path(temp) / "optimizer.npz", **_arrays(optimizer.variables))
         (Path(temp) / "state.json").write_text(json.dumps(full, indent=2) + "\n")
-        store.upload_tree(Path(temp), rel)
+        # state.json goes last: a folder with it is complete even when latest.json never got written.
+        for name in ("weights.npz", "optimizer.npz", "state.json"):
+            store.upload_file(Path(temp) / name, f"{rel}/{name}")
     return rel
 
 

@@ -165,7 +165,7 @@ class _Loop:
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps completed (global within the stage)
         self.step_in_epoch = 0
-        self.saved_step = -1
+        self.saved_step, self.saved_rel = -1, ""
         self.best: dict[str, Any] = {}
         self.last: dict[str, Any] = {}
         self.progress = ProgressFile()
@@ -188,7 +188,7 @@ class _Loop:
             state = restore_checkpoint(store, rel, parts.model, parts.optimizer)
             self.epoch, self.step, self.step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
             self.best, self.last = state.get("best", {}), state.get("last", {})
-            self.saved_step = self.step
+            self.saved_step, self.saved_rel = self.step, rel
             log(f"{self.stage}: resumed from {rel}: epoch {self.epoch}, step {self.step} (+{self.step_in_epoch})")
         elif self.run.parent is not None:
             self._from_parent()
@@ -288,8 +288,8 @@ class _Loop:
     # -- checkpoint and finish --------------------------------------------------------------------
     def checkpoint(self) -> str:
         """Checkpoint the current step, then point latest.json at it, then drop old checkpoints."""
-        if self.saved_step == self.step:
-            return str(self.run.stage_state(self.stage)["checkpoint"])
+        if self.saved_step == self.step and self.saved_rel:
+            return self.saved_rel
         state = {
             "stage": self.stage,
             "epoch": self.epoch,
@@ -309,7 +309,7 @@ class _Loop:
             done=False,
             model=None,
         )
-        self.saved_step = self.step
+        self.saved_step, self.saved_rel = self.step, rel
         prune_checkpoints(self.run.store, self.stage, KEEP_CHECKPOINTS, rel)
         return rel
 
