@@ -73,38 +73,38 @@ def test_run_directory_layout_then_rerun_skips(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ARGO_PROGRESS_FILE", str(tmp_path / "progress"))
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, training={"vqvae": {**TINY["training"]["vqvae"], "epochs": 3}})
     assert main(["train", str(config)]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert is_run_id(run.name)
 
     # run.yaml is the resolved config; provenance has the figures of the stage.
     stored = RunConfig.model_validate(yaml.safe_load((run / "run.yaml").read_text()))
-    assert stored.training.vqvae.epochs == 2 and stored.data.image_size == 16
+    assert stored.training.vqvae.epochs == 3 and stored.data.image_size == 16
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["run_id"] == run.name and provenance["parent"] is None and provenance["ended"]
-    assert provenance["stages"]["vqvae"]["epochs"] == 2 and "val_psnr" in provenance["stages"]["vqvae"]["last"]
+    assert provenance["stages"]["vqvae"]["epochs"] == 3 and "val_psnr" in provenance["stages"]["vqvae"]["last"]
     assert (run / "code/argomlops/config.py").is_file() and (run / "code/trainer/stage.py").is_file()
 
     # metrics.jsonl: one line per epoch with the per-step and validation figures.
     lines = metrics(run)
-    assert [m["epoch"] for m in lines] == [1, 2] and [m["step"] for m in lines] == [6, 12]
+    assert [m["epoch"] for m in lines] == [1, 2, 3] and [m["step"] for m in lines] == [6, 12, 18]
     for key in ("train_mse", "train_vq_loss", "train_perplexity", "train_usage", "val_psnr", "img_per_s", "wall_s"):
         assert isinstance(lines[-1][key], float), key
     assert list((run / "vqvae/tensorboard").glob("events.out.tfevents.*"))
-    assert (tmp_path / "progress").read_text() == "12/12"
+    assert (tmp_path / "progress").read_text() == "18/18"
 
     # Reconstruction grids: 8 pairs of 16 px images, scaled up, every epoch (imagesEvery: 1).
     pngs = sorted(p.name for p in (run / "vqvae/reconstructions").iterdir())
-    assert pngs == ["epoch-0001.png", "epoch-0002.png"]
-    with Image.open(run / "vqvae/reconstructions/epoch-0002.png") as grid:
+    assert pngs == ["epoch-0001.png", "epoch-0002.png", "epoch-0003.png"]
+    with Image.open(run / "vqvae/reconstructions/epoch-0003.png") as grid:
         assert grid.mode == "RGB" and grid.width > 2 * grid.height
 
-    # latest.json names a complete checkpoint and the finished model; old checkpoints were pruned.
+    # latest.json names a complete checkpoint and the finished model; the oldest checkpoint was pruned.
     latest = json.loads((run / "latest.json").read_text())["stages"]["vqvae"]
-    assert latest["done"] and latest["model"] == "vqvae/model.keras" and latest["step"] == 12
+    assert latest["done"] and latest["model"] == "vqvae/model.keras" and latest["step"] == 18
     assert (run / latest["checkpoint"] / "state.json").is_file()
-    assert len(list((run / "vqvae/checkpoints").iterdir())) == 2
+    assert sorted(p.name for p in (run / "vqvae/checkpoints").iterdir()) == ["step-00000012", "step-00000018"]
     model = keras.models.load_model(run / "vqvae/model.keras")
     assert model.get_layer("quantizer").codes_per_position == 2
 
@@ -112,8 +112,8 @@ def test_run_directory_layout_then_rerun_skips(
     capsys.readouterr()
     assert main(["train", str(config), "--run-id", run.name, "--set", "training.vqvae.epochs=5"]) == 0
     out = capsys.readouterr().out
-    assert "training.vqvae.epochs: stored 2, given 5" in out and "vqvae: already done" in out
-    assert len(metrics(run)) == 2
+    assert "training.vqvae.epochs: stored 3, given 5" in out and "vqvae: already done" in out
+    assert len(metrics(run)) == 3
 
 
 @pytest.mark.slow
