@@ -291,3 +291,9 @@ def core_of(model: keras.Model) -> GatedPixelCNN:
     if not isinstance(layer, GatedPixelCNN):
         raise TypeError(f"{model.name} holds no GatedPixelCNN layer")
     return layer
+
+
+def grid_of(model: keras.Model) -> tuple[int, int]:
+    """(H, W) of the code grids a model built by `build_pixelcnn` takes."""
+    shape = model.get_layer("codes").output.shape  # (None, H, W, k)
+    return int(shape[1]), int(shape[2])

@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from argomlops.trainer.pixelcnn import GatedPixelCNN, core_of, gate
+from argomlops.trainer.pixelcnn import GatedPixelCNN, core_of, gate, grid_of
 
 
 def _mix(x: tf.Tensor) -> tf.Tensor:
@@ -63,8 +63,7 @@ class Sampler:
 
     def __init__(self, model: keras.Model, jit_compile: bool = True) -> None:
         self.core: GatedPixelCNN = core_of(model)
-        codes_shape = model.inputs[0].shape if len(model.inputs) == 1 else model.get_layer("codes").output.shape
-        self.grid = (int(codes_shape[1]), int(codes_shape[2]))
+        self.grid = grid_of(model)
         self.k = self.core.codes_per_position
         self.conditional = self.core.condition_size > 0
         self._graph = tf.function(self._loop, jit_compile=jit_compile, reduce_retracing=True)
@@ -167,8 +166,7 @@ def reference_sample(
     """
     run = call or (lambda x: model(x))
     core = core_of(model)
-    shape = model.inputs[0].shape if len(model.inputs) == 1 else model.get_layer("codes").output.shape
-    height, width, k = int(shape[1]), int(shape[2]), core.codes_per_position
+    (height, width), k = grid_of(model), core.codes_per_position
     codes = np.zeros((count, height, width, k), dtype="int32")
     cond = None if condition is None else np.asarray(condition, dtype="float32").reshape(count, -1)
     for i in range(height):
