@@ -173,6 +173,21 @@ def test_codes_outside_the_codebook_are_exit_2(run_copy: tuple[Path, Path, Path]
     assert not (artifacts / RUN_ID / "pixelcnn" / "checkpoints").exists()
 
 
+def test_a_run_without_its_own_vqvae_uses_and_keeps_the_parents(vqvae_run: tuple[Path, Path], tmp_path: Path) -> None:
+    # The journal's second FAFA run: stages [pixelcnn] with resumeFrom an earlier run.
+    from argomlops.trainer.codes import codebook_of, load_vqvae
+    from argomlops.trainer.storage import open_store
+
+    artifacts, _ = vqvae_run
+    store, parent = open_store(str(tmp_path / "child")), open_store(str(artifacts / RUN_ID))
+    assert codebook_of(load_vqvae(store, parent)) == (16, 1)
+    assert (tmp_path / "child" / "vqvae" / "model.keras").read_bytes() == (
+        artifacts / RUN_ID / "vqvae" / "model.keras"
+    ).read_bytes()
+    with pytest.raises(InputError, match="no trained VQ-VAE"):
+        load_vqvae(open_store(str(tmp_path / "orphan")), open_store(str(tmp_path / "empty")))
+
+
 def test_codes_with_the_wrong_k_are_rejected() -> None:
     from argomlops.trainer.codes import check_codes
 
