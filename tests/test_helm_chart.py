@@ -325,6 +325,7 @@ def test_namespaced_rbac_is_least_privilege(defaults: list[dict[str, Any]]) -> N
         ("", "events", "create"),
         *(("argomlops.dev", "mlops", verb) for verb in ("get", "list", "watch", "patch")),
         ("argomlops.dev", "mlops/status", "patch"),
+        ("argomlops.dev", "mlops/finalizers", "update"),
         ("", "configmaps", "create"),
         *(("argoproj.io", "workflows", verb) for verb in ("create", "list", "watch")),
     }

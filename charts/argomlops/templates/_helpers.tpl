@@ -96,6 +96,11 @@ rbac.clusterWide, a ClusterRole's) rules.
 - apiGroups: [argomlops.dev]
   resources: [mlops/status]
   verbs: [patch]
+# Application: children carry ownerReferences with blockOwnerDeletion (kopf.adopt); clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin only allow that to who may update the owner's finalizers.
+- apiGroups: [argomlops.dev]
+  resources: [mlops/finalizers]
+  verbs: [update]
 # Application: the immutable per-run ConfigMap holding run.yaml (never updated, never deleted: owner
 # references let the garbage collector remove it with its MLOps object).
 - apiGroups: [""]
