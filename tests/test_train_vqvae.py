@@ -137,6 +137,16 @@ def test_resume_from_starts_at_the_parent_weights(tmp_path: Path) -> None:
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+def test_resume_from_another_architecture_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(write_config(tmp_path)), "--run-id", "2026-01-01_00h00m00s"]) == 0
+    parent = tmp_path / "runs/2026-01-01_00h00m00s"
+    wider = dict(TINY["models"]["vqvae"], residualChannels=12)
+    child_config = write_config(tmp_path, resumeFrom=str(parent), models={"vqvae": wider})
+    assert main(["train", str(child_config), "--run-id", "2026-01-01_00h00m01s"]) == 2
+    err = capsys.readouterr().err
+    assert f"resumeFrom {parent}/vqvae/model.keras: another architecture" in err, err
+
+
 def test_empty_selection_exits_2_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, data={"metadata": "metadata.jsonl", "includeTags": ["no-such-tag"]})
     assert main(["train", str(config), "--run-id", "2026-01-01_00h00m00s"]) == 2

@@ -75,7 +75,7 @@ from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog
 from argomlops.trainer.run import Run
 
 from argomlops.config import StageTraining
-from argomlops.errors import Preempted
+from argomlops.errors import InputError, Preempted
 
 KEEP_CHECKPOINTS = 2
 
@@ -141,6 +141,23 @@ class _Mean:
         return {f"{prefix}{k}": float(v) / max(self.count, 1) for k, v in self.sums.items()}
 
 
+def _copy_weights(source: keras.Model, target: keras.Model, where: str) -> None:
+    """Copy weights between models of the same shape; a parent of another shape is bad input (exit 2)."""
+    ours = [tuple(w.shape) for w in target.weights]
+    theirs = [tuple(w.shape) for w in source.weights]
+    if ours != theirs:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+        )
+        detail = (
+            f"{len(theirs)} variables, this model {len(ours)}"
+            if len(ours) != len(theirs)
+            else f"variable {target.weights[first].path} is {theirs[first]}, this model's {ours[first]}"
+        )
+        raise InputError(f"resumeFrom {where}: another architecture than this run's models config ({detail})")
+    target.set_weights(source.get_weights())
+
+
 def _skip(batches: Iterable[Any], count: int) -> Iterable[Any]:
     """`batches` without the first `count` (the steps an epoch took before a preemption)."""
     if count and isinstance(batches, tf.data.Dataset):
@@ -204,7 +221,7 @@ class _Loop:
             with tempfile.TemporaryDirectory(prefix="argomlops-parent-") as temp:
                 parent.download_file(model_rel, Path(temp) / "model.keras")
                 loaded = keras.models.load_model(Path(temp) / "model.keras")
-            self.parts.model.set_weights(loaded.get_weights())
+            _copy_weights(loaded, self.parts.model, f"{parent.uri}/{model_rel}")
             log(f"{self.stage}: starting from the weights of {parent.uri}/{model_rel}")
             return
         found = list_checkpoints(parent, self.stage)
