@@ -16,6 +16,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from argomlops.config import RunConfig
+from argomlops.errors import InputError
 from argomlops.trainer.codes import CodeSet, CodeSplit, load_or_extract_codes, load_vqvae
 from argomlops.trainer.images import samples_png
 from argomlops.trainer.logs import log
@@ -25,9 +28,6 @@ from argomlops.trainer.sampler import Sampler
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
 from argomlops.trainer.vqvae import decode_indices
 from argomlops.trainer.vqvae_stage import make_optimizer
-
-from argomlops.config import RunConfig
-from argomlops.errors import InputError
 
 STAGE = "pixelcnn"
 
@@ -77,16 +77,6 @@ def _dataset(split: CodeSplit, batch_size: int, *, shuffle: bool, seed: int) -> 
     return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
 
 
-def _even_batch(count: int, batch_size: int) -> int:
-    """A batch size <= `batch_size` that splits `count` into nearly equal batches.
-
-    The runner averages the validation metrics batch by batch, so a last batch of 1 out of 33 would
-    weigh as much as the 32 before it; 17 + 16 keeps the mean within a few per cent of the exact one.
-    """
-    batches = max(1, math.ceil(count / batch_size))
-    return max(1, math.ceil(count / batches))
-
-
 def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageParts:
     """The prior's model, optimizer, steps, code batches and samples for the stage runner."""
     settings, seed = config.training.pixelcnn, config.training.seed
@@ -102,7 +92,6 @@ def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageP
     train_step, validation_step = prior_steps(model, optimizer, conditional)
     sampler = Sampler(model)
     has_validation = len(codes.validation) > 0
-    validation_batch = _even_batch(len(codes.validation), settings.batch_size)
 
     def images(epoch: int) -> bytes:
         condition = sample_conditions(settings.sample_count, codes.tag_names)
@@ -118,7 +107,9 @@ def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageP
         # Seeded by the epoch: a resumed run sees the same order an uninterrupted one would.
         train_batches=lambda epoch: _dataset(codes.train, settings.batch_size, shuffle=True, seed=seed + epoch),
         validation_batches=(
-            (lambda: _dataset(codes.validation, validation_batch, shuffle=False, seed=seed)) if has_validation else None
+            (lambda: _dataset(codes.validation, settings.batch_size, shuffle=False, seed=seed))
+            if has_validation
+            else None
         ),
         steps_per_epoch=len(codes.train) // settings.batch_size,
         examples_per_step=settings.batch_size,

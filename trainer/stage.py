@@ -63,6 +63,9 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+from argomlops.config import StageTraining
+from argomlops.errors import InputError, Preempted
 from argomlops.trainer.checkpoint import (
     list_checkpoints,
     load_weights,
@@ -73,9 +76,6 @@ from argomlops.trainer.checkpoint import (
 from argomlops.trainer.logs import log
 from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog
 from argomlops.trainer.run import Run
-
-from argomlops.config import StageTraining
-from argomlops.errors import InputError, Preempted
 
 KEEP_CHECKPOINTS = 2
 
@@ -125,20 +125,29 @@ def install_sigterm_handler(flag: threading.Event) -> None:
 
 
 class _Mean:
-    """Running means of step metrics, kept as tensors so the loop never waits for the device."""
+    """Weighted running means of step metrics, kept as tensors so the loop never waits for the device."""
 
     def __init__(self) -> None:
         self.sums: dict[str, Any] = {}
         self.count = 0
+        self.weight: Any = 0.0
 
-    def add(self, values: Mapping[str, Any]) -> None:
+    def add(self, values: Mapping[str, Any], weight: Any = 1.0) -> None:
+        weight = tf.cast(weight, tf.float32)
         for name, value in values.items():
-            value = tf.cast(value, tf.float32)
+            value = tf.cast(value, tf.float32) * weight
             self.sums[name] = value if name not in self.sums else self.sums[name] + value
         self.count += 1
+        self.weight = self.weight + weight
 
     def result(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}{k}": float(v) / max(self.count, 1) for k, v in self.sums.items()}
+        total = max(float(self.weight), 1e-12)
+        return {f"{prefix}{k}": float(v) / total for k, v in self.sums.items()}
+
+
+def _batch_size(batch: Any) -> Any:
+    """Examples in a batch (the leading dimension of its first tensor)."""
+    return tf.shape(tf.nest.flatten(batch)[0])[0]
 
 
 def _copy_weights(source: keras.Model, target: keras.Model, where: str) -> None:
@@ -298,8 +307,9 @@ class _Loop:
         if self.validation_step is None or self.parts.validation_batches is None:
             return {}
         mean = _Mean()
+        # Weighted by batch size: a short last batch must not count as much as a full one.
         for batch in self.parts.validation_batches():
-            mean.add(self.validation_step(batch))
+            mean.add(self.validation_step(batch), _batch_size(batch))
         return mean.result("val_") if mean.count else {}
 
     # -- checkpoint and finish --------------------------------------------------------------------
