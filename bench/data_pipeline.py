@@ -16,9 +16,8 @@ import platform
 import statistics
 import time
 
-from argomlops.trainer import data
-
 from argomlops.config import DataConfig
+from argomlops.trainer import data
 
 
 def _rate(paths: list[str], size: int, batch: int, seconds: float, *, epoch_only: bool) -> float:

@@ -19,11 +19,11 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from argomlops.config import PixelCNNConfig
 from argomlops.trainer.pixelcnn import build_pixelcnn
 from argomlops.trainer.prior_stage import prior_metrics
 from argomlops.trainer.storage import open_store
-
-from argomlops.config import PixelCNNConfig
 
 
 class MaskedConv2D(keras.layers.Layer):

@@ -13,10 +13,10 @@ import argparse
 import time
 
 import numpy as np
-from argomlops.trainer.pixelcnn import build_pixelcnn
-from argomlops.trainer.sampler import Sampler, reference_sample
 
 from argomlops.config import PixelCNNConfig
+from argomlops.trainer.pixelcnn import build_pixelcnn
+from argomlops.trainer.sampler import Sampler, reference_sample
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ import time
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from argomlops.trainer.pixelcnn import build_pixelcnn
-from argomlops.trainer.sampler import Sampler
 
 from argomlops.config import PixelCNNConfig
+from argomlops.trainer.pixelcnn import build_pixelcnn
+from argomlops.trainer.sampler import Sampler
 
 
 def _timed(fn, repeat: int = 1) -> float:  # type: ignore[no-untyped-def]

@@ -29,13 +29,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import tensorflow as tf
+
+from argomlops.config import load_config
 from argomlops.trainer.data import image_dataset, select_images
 from argomlops.trainer.run import open_run
 from argomlops.trainer.stage import run_stage
 from argomlops.trainer.vqvae import build_vqvae
 from argomlops.trainer.vqvae_stage import make_optimizer, vqvae_parts, vqvae_steps
-
-from argomlops.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

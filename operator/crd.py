@@ -18,9 +18,9 @@ import json
 from typing import Any
 
 import yaml
-from argomlops.operator.client import GROUP, KIND, PLURAL, VERSION
 
 from argomlops.config import MLOpsSpec
+from argomlops.operator.client import GROUP, KIND, PLURAL, VERSION
 
 SHORT_NAMES = ["mlo"]
 

@@ -20,14 +20,14 @@ from typing import Any, cast
 
 import kopf
 import kubernetes
-from argomlops.operator import client, resources
-from argomlops.operator.settings import Settings, load_settings
-from argomlops.operator.status import summarize_workflow
-from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name
 from pydantic import ValidationError
 
 from argomlops.config import MLOpsSpec, error_lines
+from argomlops.operator import client, resources
+from argomlops.operator.settings import Settings, load_settings
+from argomlops.operator.status import summarize_workflow
 from argomlops.runid import new_run_id
+from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name
 
 ANNOTATION_PREFIX = "argomlops.dev"
 RUN_FIELDS = ("stage", "epoch", "progress", "startedAt", "finishedAt", "attempts", "preemptions", "gpuHours")

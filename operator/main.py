@@ -7,9 +7,8 @@ import logging
 import os
 import sys
 
-from argomlops.operator import settings as settings_module
-
 from argomlops.errors import EXIT_INVALID, InputError
+from argomlops.operator import settings as settings_module
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from argomlops.config import MLOpsSpec
 from argomlops.workflows.names import CONFIG_KEY, LABEL_MLOPS, LABEL_RUN_ID, k8s_name
 from argomlops.workflows.run import build_run_workflow
-
-from argomlops.config import MLOpsSpec
 
 GENERATION_ANNOTATION = "argomlops.dev/generation"
 """The MLOps object's metadata.generation a run was made for."""

@@ -84,11 +84,14 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
         "error: models.vqvae.latentChannels: 96 is not a multiple of embeddingDim (64): each latent position is "
         "split into latentChannels/embeddingDim codes; use e.g. 64 or 128"
     ]
-    assert "tensorflow" not in subprocess.run(
-        [sys.executable, "-c", "import sys, argomlops.cli, argomlops.config; print(sorted(sys.modules))"],
-        capture_output=True,
-        text=True,
-    ).stdout
+    assert (
+        "tensorflow"
+        not in subprocess.run(
+            [sys.executable, "-c", "import sys, argomlops.cli, argomlops.config; print(sorted(sys.modules))"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
 
 
 def test_stdlib_operator_is_not_shadowed() -> None:

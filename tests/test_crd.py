@@ -14,9 +14,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from argomlops.operator.crd import build_crd, crd_yaml, spec_schema
 
 from argomlops.config import MLOpsSpec
+from argomlops.operator.crd import build_crd, crd_yaml, spec_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "crds" / "mlops.yaml"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from argomlops.trainer import data, demo_data
-from argomlops.trainer.data import image_dataset, load_images, select_images, split_names
-from argomlops.trainer.storage import open_store
 from PIL import Image
 
 from argomlops.config import DataConfig
 from argomlops.errors import EXIT_INVALID, InputError
+from argomlops.trainer import data, demo_data
+from argomlops.trainer.data import image_dataset, load_images, select_images, split_names
+from argomlops.trainer.storage import open_store
 
 
 def _png(

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from argomlops.config import MLOpsSpec
 from argomlops.workflows.expr import evaluate, nest, render
 from argomlops.workflows.generate import template_dict
 from argomlops.workflows.retry import PREEMPTION_EXPRESSION, should_retry
 from argomlops.workflows.run import run_parameters
-
-from argomlops.config import MLOpsSpec
 
 GOCODE = Path("/usr/share/gocode")
 SOURCE = Path(__file__).with_name("argo_engines") / "main.go"

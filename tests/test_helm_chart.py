@@ -20,6 +20,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
 from argomlops.workflows import names
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,12 +14,12 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
-from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, TEMPLATE_NAME, k8s_name
 from kube.argo import LOCK_MESSAGE, PREEMPTED_MESSAGE, pod_node, retry_node, workflow_status
 from kube.fixtures import RunningKube, eventually
 
 from argomlops.config import MLOpsSpec
 from argomlops.runid import is_run_id
+from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, TEMPLATE_NAME, k8s_name
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = "default"

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from argomlops.operator.settings import DEFAULT_PRICE_PER_GPU_HOUR, load_settings, parse_namespaces
-from argomlops.operator.status import is_preempted, run_phase, summarize_workflow
 from kube.argo import LOCK_MESSAGE, PREEMPTED_MESSAGE, pod_node, retry_node, workflow_status
 
 from argomlops.errors import InputError
+from argomlops.operator.settings import DEFAULT_PRICE_PER_GPU_HOUR, load_settings, parse_namespaces
+from argomlops.operator.status import is_preempted, run_phase, summarize_workflow
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from argomlops.trainer.pixelcnn import GatedBlock, build_pixelcnn
 
 from argomlops.config import PixelCNNConfig
+from argomlops.trainer.pixelcnn import GatedBlock, build_pixelcnn
 
 GRID = (5, 4)
 K = 7

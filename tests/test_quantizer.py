@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from argomlops.trainer.quantizer import VectorQuantizer
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from argo_schema import problems
-from argomlops.workflows import names
-from argomlops.workflows.run import build_run_workflow
 
 from argomlops.config import MLOpsSpec
+from argomlops.workflows import names
+from argomlops.workflows.run import build_run_workflow
 
 RUN_ID = "2026-11-27_09h01m09s"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from argomlops.trainer.pixelcnn import build_pixelcnn
-from argomlops.trainer.sampler import Sampler, reference_sample
 
 from argomlops.config import PixelCNNConfig
+from argomlops.trainer.pixelcnn import build_pixelcnn
+from argomlops.trainer.sampler import Sampler, reference_sample
 
 K = 7
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from argomlops.trainer import storage
 from argomlops.trainer.storage import ArtifactStore, GCSStore, LocalStore, open_store, sync_to_cache
 

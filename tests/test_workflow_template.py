@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import yaml
 from argo_schema import problems
+
+from argomlops.config import MLOpsSpec
 from argomlops.workflows import names
 from argomlops.workflows.expr import evaluate, nest, render
 from argomlops.workflows.generate import TEMPLATE_YAML, main, template_dict, template_yaml
 from argomlops.workflows.retry import PREEMPTION_EXPRESSION
 from argomlops.workflows.run import run_parameters
-
-from argomlops.config import MLOpsSpec
 
 RUN_ID = "2026-11-27_09h01m09s"
 

@@ -22,9 +22,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from argomlops.trainer.storage import ArtifactStore
 
 from argomlops.errors import InputError
+from argomlops.trainer.storage import ArtifactStore
 
 _NAME = re.compile(r"^step-(\d{8,})$")
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from argomlops.config import RunConfig
+from argomlops.errors import InputError
 from argomlops.trainer.data import image_dataset, select_images
 from argomlops.trainer.logs import log
 from argomlops.trainer.storage import ArtifactStore
 from argomlops.trainer.vqvae import encode_indices
-
-from argomlops.config import RunConfig
-from argomlops.errors import InputError
 
 CODES_DIR = "pixelcnn/codes"
 VQVAE_MODEL = "vqvae/model.keras"

@@ -14,10 +14,9 @@ import importlib.util
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from argomlops.trainer.logs import log, quiet_tensorflow
-
 from argomlops.config import RunConfig
 from argomlops.errors import InputError
+from argomlops.trainer.logs import log, quiet_tensorflow
 
 if TYPE_CHECKING:
     from argomlops.trainer.run import Run
@@ -61,6 +60,7 @@ def _run_stage(run: Run, stage: str) -> None:
 def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     """Train the run's stages; returns 0, or raises InputError (exit 2) / Preempted (exit 143)."""
     import keras
+
     from argomlops.trainer.run import open_run
     from argomlops.trainer.stage import install_sigterm_handler
 

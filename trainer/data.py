@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from argomlops.trainer import demo_data
-from argomlops.trainer.storage import GS_SCHEME, cache_root, open_store, split_gs_uri, sync_to_cache
 
 from argomlops.config import DataConfig
 from argomlops.errors import InputError
+from argomlops.trainer import demo_data
+from argomlops.trainer.storage import GS_SCHEME, cache_root, open_store, split_gs_uri, sync_to_cache
 
 if TYPE_CHECKING:
     import tensorflow as tf

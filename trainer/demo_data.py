@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from argomlops.trainer.storage import cache_root
 
 # Bump when the crops change, so that caches built by older versions are not reused.
@@ -71,7 +72,9 @@ def _crops(name: str, index: int) -> list[tuple[np.ndarray, bool]]:
         crop = photo[top : top + side, left : left + side]
         if flipped:
             crop = crop[:, ::-1]
-        resized = Image.fromarray(np.ascontiguousarray(crop)).resize((STORED_SIZE, STORED_SIZE), Image.Resampling.LANCZOS)
+        resized = Image.fromarray(np.ascontiguousarray(crop)).resize(
+            (STORED_SIZE, STORED_SIZE), Image.Resampling.LANCZOS
+        )
         crops.append((np.asarray(resized), flipped))
     return crops
 

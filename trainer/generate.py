@@ -17,14 +17,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from argomlops.errors import InputError
 from argomlops.trainer.codes import load_vqvae
 from argomlops.trainer.images import grid, samples_png, to_png
 from argomlops.trainer.logs import log
 from argomlops.trainer.sampler import Sampler
 from argomlops.trainer.storage import open_store
 from argomlops.trainer.vqvae import decode_indices
-
-from argomlops.errors import InputError
 
 PRIOR_MODEL = "pixelcnn/model.keras"
 MAX_COUNT = 4096

@@ -30,15 +30,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import argomlops.trainer
 import yaml
-from argomlops.trainer.logs import log
-from argomlops.trainer.storage import ArtifactStore, open_store
 
 import argomlops
+import argomlops.trainer
 from argomlops.config import RunConfig, error_lines
 from argomlops.errors import InputError
 from argomlops.runid import new_run_id
+from argomlops.trainer.logs import log
+from argomlops.trainer.storage import ArtifactStore, open_store
 
 
 def _now() -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
 from argomlops.trainer.pixelcnn import GatedPixelCNN, core_of, gate, grid_of
 
 

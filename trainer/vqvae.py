@@ -25,9 +25,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from argomlops.trainer.quantizer import VectorQuantizer
 
 from argomlops.config import VQVAEConfig
+from argomlops.trainer.quantizer import VectorQuantizer
 
 _INIT = "he_normal"
 

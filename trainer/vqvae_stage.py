@@ -13,15 +13,15 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+from argomlops.config import RunConfig
+from argomlops.errors import InputError
 from argomlops.trainer.data import image_dataset, load_images, select_images
 from argomlops.trainer.images import reconstruction_png
 from argomlops.trainer.logs import log
 from argomlops.trainer.run import Run
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
 from argomlops.trainer.vqvae import build_vqvae
-
-from argomlops.config import RunConfig
-from argomlops.errors import InputError
 
 STAGE = "vqvae"
 GRID_IMAGES = 8

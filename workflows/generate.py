@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from argomlops.workflows.template import build_train_template
 
 TEMPLATE_YAML = Path(__file__).with_name("argomlops-train.yaml")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from argomlops.workflows import names
 from hera.workflows import Parameter, Workflow
 from hera.workflows.models import Metadata, WorkflowTemplateRef
 
 from argomlops.config import MLOpsSpec
+from argomlops.workflows import names
 
 TITLE_ANNOTATION = "workflows.argoproj.io/title"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"

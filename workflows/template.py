@@ -24,6 +24,10 @@ and the git command runs through `exec` so it inherits it.
 
 from __future__ import annotations
 
+from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
+from hera.workflows import models as m
+
+from argomlops.config import STAGE_ORDER
 from argomlops.workflows import names
 from argomlops.workflows.retry import (
     BACKOFF_CAP,
@@ -32,10 +36,6 @@ from argomlops.workflows.retry import (
     PREEMPTION_EXPRESSION,
     RETRY_POLICY,
 )
-from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
-from hera.workflows import models as m
-
-from argomlops.config import STAGE_ORDER
 
 DEFAULT_IMAGE = "ghcr.io/argomlops/argomlops-trainer:0.1.0"
 TERMINATION_GRACE_SECONDS = 60
