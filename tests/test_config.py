@@ -106,3 +106,17 @@ def test_stdlib_operator_is_not_shadowed() -> None:
     stdlib, ours = out.split()
     assert "site-packages" not in stdlib and not stdlib.startswith(str(root))
     assert ours == str(root / "operator" / "__init__.py")
+
+
+def test_root_first_on_the_path_still_gives_the_stdlib_operator() -> None:
+    # -S: no site, so nothing has imported `operator` yet (as in a fresh venv running `python -m pip`
+    # from the checkout); the repository root comes first on the path.
+    root = Path(__file__).resolve().parents[1]
+    script = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); "
+        "import operator, collections, runpy; print(operator.__file__, operator.eq(2, 2), collections.deque)"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    path, equal, _ = out.stdout.split(maxsplit=2)
+    assert path.endswith("/operator.py") and not path.startswith(str(root)) and equal == "True"
