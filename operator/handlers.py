@@ -28,6 +28,7 @@ from argomlops.operator.settings import Settings, load_settings
 from argomlops.operator.status import summarize_workflow
 from argomlops.runid import new_run_id
 from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name
+from argomlops.workflows.run import run_uri
 
 ANNOTATION_PREFIX = "argomlops.dev"
 RUN_FIELDS = ("stage", "epoch", "progress", "startedAt", "finishedAt", "attempts", "preemptions", "gpuHours")
@@ -166,7 +167,7 @@ def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generatio
         "runGeneration": generation,
         "workflow": k8s_name(name, run_id),
         "configMap": k8s_name(name, run_id),
-        "artifacts": resources.run_uri(spec, run_id),
+        "artifacts": run_uri(spec, run_id),
         "costUSD": 0.0,
         "history": history[: settings.history_limit],
     }

@@ -22,11 +22,6 @@ def run_labels(name: str, run_id: str) -> dict[str, str]:
     return {LABEL_MLOPS: name, LABEL_RUN_ID: run_id}
 
 
-def run_uri(spec: MLOpsSpec, run_id: str) -> str:
-    """`<artifacts>/<run-id>`: where the run writes."""
-    return f"{spec.artifacts.rstrip('/')}/{run_id}"
-
-
 def build_config_map(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int) -> dict[str, Any]:
     """The run's ConfigMap: `run.yaml` is the script's part of the spec, written out in full.
 

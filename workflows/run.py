@@ -17,6 +17,11 @@ ARTIFACTS_ANNOTATION = "argomlops.dev/artifacts"
 MLOPS_ANNOTATION = "argomlops.dev/mlops-object"
 
 
+def run_uri(spec: MLOpsSpec, run_id: str) -> str:
+    """`<artifacts>/<run-id>`: where the run writes."""
+    return f"{spec.artifacts.rstrip('/')}/{run_id}"
+
+
 def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str, str]:
     """The template's arguments for one run, every value a string (Argo parameters are strings)."""
     placement = spec.placement
@@ -56,13 +61,13 @@ def build_run_workflow(
         labels: extra labels for the Workflow and its pods.
     """
     all_labels = {**labels, names.LABEL_MLOPS: name, names.LABEL_RUN_ID: run_id}
-    run_uri = f"{spec.artifacts.rstrip('/')}/{run_id}"
+    uri = run_uri(spec, run_id)
     what = f"git {spec.git.repo}@{spec.git.revision}" if spec.git else "stages " + ", ".join(spec.stages)
     annotations = {
         # The Argo UI shows these instead of the generated name: they lead back to the MLOps object.
         TITLE_ANNOTATION: f"{name} {run_id}",
-        DESCRIPTION_ANNOTATION: f"MLOps {namespace}/{name}, run {run_id}: {what}; artifacts in {run_uri}",
-        ARTIFACTS_ANNOTATION: run_uri,
+        DESCRIPTION_ANNOTATION: f"MLOps {namespace}/{name}, run {run_id}: {what}; artifacts in {uri}",
+        ARTIFACTS_ANNOTATION: uri,
         MLOPS_ANNOTATION: f"{namespace}/{name}",
     }
     parameters = run_parameters(run_id=run_id, config_map=config_map, spec=spec)
