@@ -52,6 +52,6 @@ def build_workflow(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, g
         spec=spec,
         labels=run_labels(name, run_id),
     )
-    workflow.setdefault("metadata", {}).setdefault("annotations", {})[GENERATION_ANNOTATION] = str(generation)
-    workflow["metadata"]["namespace"] = namespace
+    # build_run_workflow always writes metadata.namespace and metadata.annotations.
+    workflow["metadata"]["annotations"][GENERATION_ANNOTATION] = str(generation)
     return workflow
