@@ -4,8 +4,8 @@ tfp 0.25 runs on Keras 2 (tf-keras), so this runs in a separate environment made
 
     python3 -m venv /work/venv-bench
     /work/venv-bench/bin/pip install "tensorflow==2.21.*" "tensorflow-probability==0.25.*" "tf-keras==2.21.*"
-    /work/venv-bench/bin/pip install -e . pillow
-    /work/venv-bench/bin/python bench/pixelcnn_vs_tfp.py --grid 16 --count 8
+    /work/venv-bench/bin/pip install -e . --no-deps && /work/venv-bench/bin/pip install pydantic pyyaml pillow
+    /work/venv-bench/bin/python bench/pixelcnn_vs_tfp.py --grid 16 --count 8 --tfp-filters 24
 
 Both models get the same random code grids (K codes, drawn uniformly: only speed is measured here).
 tfp's PixelCNN models ordinal values with a discretized logistic mixture, so it is given the codes as
