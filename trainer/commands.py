@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from argomlops.config import RunConfig
@@ -61,7 +60,7 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     """Train the run's stages; returns 0, or raises InputError (exit 2) / Preempted (exit 143)."""
     import keras
 
-    from argomlops.trainer.run import open_run
+    from argomlops.trainer.run import open_run, utc_now
     from argomlops.trainer.stage import install_sigterm_handler
 
     config = _with_artifacts(config, getattr(args, "artifacts", None))
@@ -83,7 +82,7 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
             run.store.delete_tree("")
             log(f"run {run.run_id}: nothing trained; removed {run.uri}")
         raise
-    run.write_provenance(ended=datetime.now(UTC).isoformat(timespec="seconds"))
+    run.write_provenance(ended=utc_now())
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0
 

@@ -41,7 +41,8 @@ from argomlops.trainer.logs import log
 from argomlops.trainer.storage import ArtifactStore, open_store
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 to the second (provenance and latest.json timestamps)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -73,7 +74,7 @@ class Run:
         """Update `stage`'s entry of latest.json and write it (atomically; call it last)."""
         stages = self.latest.setdefault("stages", {})
         stages.setdefault(stage, {}).update(values)
-        self.latest.update(run_id=self.run_id, updated=_now(), stage=stage)
+        self.latest.update(run_id=self.run_id, updated=utc_now(), stage=stage)
         self.store.write_json("latest.json", self.latest)
 
     def record_stage(self, stage: str, **values: Any) -> None:
@@ -199,7 +200,7 @@ def open_run(config: RunConfig, run_id: str | None = None, artifacts: str | None
         version=_version(),
         git_sha=git_sha(),
         parent=run.config.resume_from,
-        started=run.provenance.get("started", _now()),
+        started=run.provenance.get("started", utc_now()),
         ended=None,
         attempts=attempts,
         host=socket.gethostname(),

@@ -75,7 +75,7 @@ from argomlops.trainer.checkpoint import (
 )
 from argomlops.trainer.logs import log
 from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog
-from argomlops.trainer.run import Run
+from argomlops.trainer.run import Run, utc_now
 
 KEEP_CHECKPOINTS = 2
 
@@ -350,16 +350,16 @@ class _Loop:
         self.progress.update(self.step, self.total, force=True)
         self.run.write_latest(self.stage, done=True, model=rel, epoch=self.epoch, step=self.step)
         self.run.record_stage(
-            self.stage, epochs=self.epoch, steps=self.step, last=self.last, best=self.best, model=rel, finished=_now()
+            self.stage,
+            epochs=self.epoch,
+            steps=self.step,
+            last=self.last,
+            best=self.best,
+            model=rel,
+            finished=utc_now(),
         )
         log(f"{self.stage}: done after {self.epoch} epochs, {self.step} steps; wrote {self.run.uri}/{rel}")
         return StageResult(self.stage, self.epoch, self.step, self.last, self.best)
-
-
-def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def run_stage(run: Run, stage: str, settings: StageTraining, build: Callable[[], StageParts]) -> StageResult:
@@ -382,7 +382,7 @@ def run_stage(run: Run, stage: str, settings: StageTraining, build: Callable[[],
         stage,
         epochs=loop.epoch,
         steps=loop.step,
-        started=run.provenance.get("stages", {}).get(stage, {}).get("started", _now()),
+        started=run.provenance.get("stages", {}).get(stage, {}).get("started", utc_now()),
     )
     log(f"{stage}: training epochs {loop.epoch + 1}..{settings.epochs}, {loop.steps_per_epoch} steps each")
     try:
