@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, validate, operator, template.
+"""The `argomlops` command: train, generate, validate, operator.
 
 Sub-commands import their part lazily so that `validate` and `operator` never load TensorFlow.
 """
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
     _add_config_args(validate)
 
+    # Listed so `argomlops --help` shows it; main() hands `operator ...` to the operator's own parser first.
     operator = sub.add_parser("operator", help="run the kopf operator")
     operator.add_argument("operator_args", nargs=argparse.REMAINDER, help="options of the operator")
     return parser
@@ -96,10 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             from argomlops.trainer.commands import generate_command
 
             return generate_command(args)
-        if args.command == "operator":
-            from argomlops.operator.main import operator_command
-
-            return operator_command(list(args.operator_args))
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
