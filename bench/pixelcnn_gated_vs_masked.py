@@ -11,7 +11,6 @@ masked convolutions, which leave a blind spot above-right of each position.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import time
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from argomlops.config import PixelCNNConfig
+from argomlops.trainer.codes import read_split
 from argomlops.trainer.pixelcnn import build_pixelcnn
 from argomlops.trainer.prior_stage import prior_metrics
 from argomlops.trainer.storage import open_store
@@ -64,11 +64,8 @@ def build_masked(grid: tuple[int, int], codes: int, filters: int, layers: int, e
 
 def load_codes(run: str) -> tuple[np.ndarray, np.ndarray]:
     store = open_store(run)
-    splits = []
-    for name in ("train", "validation"):
-        with np.load(io.BytesIO(store.read_bytes(f"pixelcnn/codes/{name}.npz"))) as data:
-            splits.append(np.asarray(data["codes"], np.int32))
-    return splits[0], splits[1]
+    train, validation = (read_split(store, name).codes.astype(np.int32) for name in ("train", "validation"))
+    return train, validation
 
 
 def unigram_bits(train: np.ndarray, validation: np.ndarray, codes: int) -> tuple[float, float]:

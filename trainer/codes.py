@@ -4,8 +4,8 @@
 
 - `train.npz`, `validation.npz`  `codes` (N, H, W, k) int32 and `tags` (N, T) float32 (multi-hot of
   `models.pixelcnn.conditionOnTags`; T = 0 for an unconditional prior), in the order of the file names
-- `codes.json`  K, k, the grid, the counts, the tag names and where the VQ-VAE came from; written last,
-  so a folder without it is an interrupted extraction and is redone.
+- `codes.json`  K, k, the grid, the counts and the tag names; written last, so a folder without it is
+  an interrupted extraction and is redone.
 
 Codes read back are checked against the VQ-VAE's codebook (index range and k): codes written by
 another VQ-VAE are an `InputError` (exit 2), not a model silently trained on the wrong indices.
@@ -129,7 +129,8 @@ def _npz(split: CodeSplit) -> bytes:
     return out.getvalue()
 
 
-def _read_split(store: ArtifactStore, name: str) -> CodeSplit:
+def read_split(store: ArtifactStore, name: str) -> CodeSplit:
+    """The stored `train` or `validation` split of `store`'s codes (unchecked: see `load_or_extract_codes`)."""
     with np.load(io.BytesIO(store.read_bytes(f"{CODES_DIR}/{name}.npz"))) as data:
         return CodeSplit(np.asarray(data["codes"]), np.asarray(data["tags"], np.float32))
 
@@ -170,7 +171,7 @@ def load_or_extract_codes(config: RunConfig, store: ArtifactStore, vqvae: keras.
         return extract_codes(config, store, vqvae)
     meta: dict[str, Any] = store.read_json(f"{CODES_DIR}/codes.json")
     num_embeddings, k = codebook_of(vqvae)
-    train, validation = _read_split(store, "train"), _read_split(store, "validation")
+    train, validation = read_split(store, "train"), read_split(store, "validation")
     for name, split in (("train", train), ("validation", validation)):
         check_codes(split.codes, num_embeddings, k, f"{store.uri}/{CODES_DIR}/{name}.npz")
     names = list(meta.get("tags", []))
