@@ -37,11 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kube.argo import PREEMPTED_MESSAGE
+
 from argomlops.workflows.expr import evaluate, render
 from argomlops.workflows.retry import should_retry
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
-PREEMPTION_MESSAGE = "Pod was terminated in response to imminent node shutdown."
 LOG_TAIL_LINES = 80  # what Kubernetes keeps of the log for FallbackToLogsOnError (and at most 2048 bytes)
 
 
@@ -291,20 +292,9 @@ class ArgoStandIn:
         else:
             node["phase"] = "Failed"
             tail = "\n".join(output.rstrip().splitlines()[-LOG_TAIL_LINES:])[-2048:]
-            node["message"] = PREEMPTION_MESSAGE if preempted else tail
+            node["message"] = PREEMPTED_MESSAGE if preempted else tail
         self._patch(workflow_name, phase="Running")
         return Attempt(task, number, code, preempted, output, sigterm_progress)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout} s: {check}")
 
 
 class StatusRecorder(threading.Thread):

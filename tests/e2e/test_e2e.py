@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from argo_standin import ArgoStandIn, Preemptions, StatusRecorder, wait_for
+from argo_standin import ArgoStandIn, Preemptions, StatusRecorder
+from kube.fixtures import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,7 +74,7 @@ def _mlops(kube: Any, name: str) -> dict[str, Any]:
 def _apply_and_wait_for_workflow(kube: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     _kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(manifest))
     name = manifest["metadata"]["name"]
-    return wait_for(
+    return eventually(
         lambda: next(
             (
                 w
@@ -116,11 +117,13 @@ def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
     workflow = _apply_and_wait_for_workflow(kube, manifest)
     recorder = StatusRecorder(lambda: _mlops(kube, "smoke"))
     recorder.start()
-    wait_for(lambda: recorder.phases, timeout=15)
+    eventually(lambda: recorder.phases, timeout=15)
     env = {"STORAGE_EMULATOR_HOST": gcs_emulator, "ARGOMLOPS_CACHE": str(argomlops_cache)}
     standin = ArgoStandIn(kube.api(), NAMESPACE, tmp_path, env, Preemptions(count=2, seed=7))
     assert standin.run(workflow["metadata"]["name"]) == "Succeeded"
-    final = wait_for(lambda: (s := _mlops(kube, "smoke").get("status", {})).get("phase") == "Succeeded" and s)
+    final = eventually(
+        lambda: (s := _mlops(kube, "smoke").get("status", {})).get("phase") == "Succeeded" and s, timeout=30
+    )
     recorder.stop()
 
     # 1. The status walked Pending → Running → (Retrying) → Succeeded and names the run.
@@ -178,6 +181,8 @@ def test_a_code_error_is_not_retried_and_fails_with_the_trainer_message(
     standin = ArgoStandIn(kube.api(), NAMESPACE, tmp_path, env, Preemptions(count=0))
     assert standin.run(workflow["metadata"]["name"]) == "Failed"
     assert [(a.task, a.exit_code) for a in standin.attempts] == [("vqvae", 2)]
-    status = wait_for(lambda: (s := _mlops(kube, "broken").get("status", {})).get("phase") == "Failed" and s)
+    status = eventually(
+        lambda: (s := _mlops(kube, "broken").get("status", {})).get("phase") == "Failed" and s, timeout=30
+    )
     assert str(missing) in status["message"], status["message"]
     assert status.get("preemptions", 0) == 0
