@@ -64,12 +64,12 @@ class Attempt:
 
 @dataclass
 class Preemptions:
-    """When to preempt: after each listed number of progress updates of any pod, in order (random if None)."""
+    """When to preempt: `count` pods in turn, each a seeded random 0.5-3 s after its first progress report."""
 
     count: int = 0
     seed: int = 0
     done: int = 0
-    after_seconds: list[float] = field(default_factory=list)
+    after_seconds: list[float] = field(init=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
