@@ -67,28 +67,32 @@ def save_checkpoint(
     return rel
 
 
-def load_weights(store: ArtifactStore, rel: str, model: keras.Model) -> dict[str, Any]:
-    """Set `model`'s variables from the checkpoint at `rel`; returns its state."""
-    with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
-        store.download_tree(rel, Path(temp))
-        state: dict[str, Any] = json.loads((Path(temp) / "state.json").read_text())
-        with np.load(Path(temp) / "weights.npz") as arrays:
-            _assign(model.weights, arrays, "weights", f"{store.uri}/{rel}")
-    return state
-
-
-def restore_checkpoint(
-    store: ArtifactStore, rel: str, model: keras.Model, optimizer: keras.optimizers.Optimizer
+def _read_checkpoint(
+    store: ArtifactStore, rel: str, model: keras.Model, optimizer: keras.optimizers.Optimizer | None
 ) -> dict[str, Any]:
-    """Set `model`, a built `optimizer` and the global TF RNG from the checkpoint at `rel`; returns its state."""
+    """Download the checkpoint at `rel`, set `model` (and `optimizer` when given) from it; returns its state."""
     with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
         store.download_tree(rel, Path(temp))
         state: dict[str, Any] = json.loads((Path(temp) / "state.json").read_text())
         where = f"{store.uri}/{rel}"
         with np.load(Path(temp) / "weights.npz") as arrays:
             _assign(model.weights, arrays, "weights", where)
-        with np.load(Path(temp) / "optimizer.npz") as arrays:
-            _assign(optimizer.variables, arrays, "optimizer", where)
+        if optimizer is not None:
+            with np.load(Path(temp) / "optimizer.npz") as arrays:
+                _assign(optimizer.variables, arrays, "optimizer", where)
+    return state
+
+
+def load_weights(store: ArtifactStore, rel: str, model: keras.Model) -> dict[str, Any]:
+    """Set `model`'s variables from the checkpoint at `rel`; returns its state."""
+    return _read_checkpoint(store, rel, model, None)
+
+
+def restore_checkpoint(
+    store: ArtifactStore, rel: str, model: keras.Model, optimizer: keras.optimizers.Optimizer
+) -> dict[str, Any]:
+    """Set `model`, a built `optimizer` and the global TF RNG from the checkpoint at `rel`; returns its state."""
+    state = _read_checkpoint(store, rel, model, optimizer)
     tf.random.get_global_generator().reset(np.asarray(state["tf_rng"], dtype=np.int64))
     return state
 
