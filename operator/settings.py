@@ -19,6 +19,7 @@ A bad value is an error at start-up naming the variable (exit code 2), never a s
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], de
         value = kind(raw)
     except ValueError:
         raise InputError(f"{name}: not a{'n integer' if kind is int else ' number'}: {raw!r}") from None
+    # float() reads "nan" and "inf"; a NaN cost is not even valid JSON for the status patch.
+    if not math.isfinite(value):
+        raise InputError(f"{name}: not a finite number: {raw!r}")
     if value < low:
         raise InputError(f"{name}: must be at least {low}, got {raw!r}")
     return value

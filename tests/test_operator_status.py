@@ -116,3 +116,6 @@ def test_settings_from_env_with_defaults_and_clear_errors() -> None:
         load_settings({"ARGOMLOPS_HISTORY_LIMIT": "ten"})
     with pytest.raises(InputError, match=r"ARGOMLOPS_PRICE_PER_GPU_HOUR: must be at least 0\.0"):
         load_settings({"ARGOMLOPS_PRICE_PER_GPU_HOUR": "-1"})
+    for raw in ("nan", "inf"):
+        with pytest.raises(InputError, match=f"ARGOMLOPS_PRICE_PER_GPU_HOUR: not a finite number: '{raw}'"):
+            load_settings({"ARGOMLOPS_PRICE_PER_GPU_HOUR": raw})
