@@ -321,24 +321,24 @@ class ConfigError(ValueError):
         self.lines = lines
 
 
-def _path_of(loc: tuple[int | str, ...], model: type[BaseModel]) -> str:
+def _path_of(loc: tuple[int | str, ...]) -> str:
     """The dotted camelCase path of an error location."""
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item.startswith("function-") or item in ("function-after", "function-before"):
+        elif item.startswith("function-"):  # function-after, function-before: validator steps, not fields
             continue
         else:
             parts.append(to_camel(item) if "_" in item else item)
     return ".".join(parts) or "(top level)"
 
 
-def error_lines(error: ValidationError, model: type[BaseModel] = RunConfig) -> list[str]:
+def error_lines(error: ValidationError) -> list[str]:
     """One line per bad field: `path: what is wrong (got value)`."""
     lines = []
     for item in error.errors(include_url=False):
-        path = _path_of(tuple(item["loc"]), model)
+        path = _path_of(tuple(item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
         # Cross-field validators name the field they blame as "@field: ..." (relative to their section).
         if message.startswith("@"):
@@ -413,5 +413,5 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     try:
         config = model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(error_lines(exc, model)) from exc
+        raise ConfigError(error_lines(exc)) from exc
     return config.run_config() if isinstance(config, MLOpsSpec) else config

@@ -200,7 +200,7 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
     try:
         spec = MLOpsSpec.model_validate(raw)
     except ValidationError as exc:
-        lines = error_lines(exc, MLOpsSpec)
+        lines = error_lines(exc)
         logger.warning(f"spec generation {generation} is invalid: {'; '.join(lines)}")
         _invalid(memo, body, generation, lines)
         return
