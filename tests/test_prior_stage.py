@@ -188,6 +188,24 @@ def test_a_run_without_its_own_vqvae_uses_and_keeps_the_parents(vqvae_run: tuple
         load_vqvae(open_store(str(tmp_path / "orphan")), open_store(str(tmp_path / "empty")))
 
 
+def test_conditioning_on_tags_no_training_image_carries_is_input_error(
+    vqvae_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from argomlops.trainer.codes import CODES_DIR, extract_codes, load_vqvae
+    from argomlops.trainer.storage import open_store
+
+    artifacts, cache = vqvae_run
+    monkeypatch.setenv("ARGOMLOPS_CACHE", str(cache))
+    config = RunConfig.model_validate(
+        {**CONFIG, "models": {**CONFIG["models"], "pixelcnn": {"conditionOnTags": ["robot"]}}}
+    )
+    store = open_store(str(tmp_path / "child"))
+    vqvae = load_vqvae(store, open_store(str(artifacts / RUN_ID)))
+    with pytest.raises(InputError, match=r"conditionOnTags: no training image carries any of \['robot'\]"):
+        extract_codes(config, store, vqvae)
+    assert not store.exists(f"{CODES_DIR}/train.npz") and not store.exists(f"{CODES_DIR}/codes.json")
+
+
 def test_codes_with_the_wrong_k_are_rejected() -> None:
     from argomlops.trainer.codes import check_codes
 

@@ -139,16 +139,17 @@ def extract_codes(config: RunConfig, store: ArtifactStore, vqvae: keras.Model) -
     """Encode the run's selected images with `vqvae` and store them under `pixelcnn/codes/`."""
     selection = select_images(config.data, log=log)
     names = list(config.models.pixelcnn.condition_on_tags)
-    num_embeddings, k = codebook_of(vqvae)
-    splits = {}
-    for split, paths in (("train", selection.train), ("validation", selection.validation)):
-        encoded = _encode(vqvae, paths, config.data.image_size)
-        splits[split] = CodeSplit(encoded, tag_vectors(paths, selection.tags, names))
-    train, validation = splits["train"], splits["validation"]
-    if names and not train.tags.any():
+    train_tags = tag_vectors(selection.train, selection.tags, names)
+    # Checked before encoding: the tags alone decide it, the encoder pass is the slow part.
+    if names and not train_tags.any():
         raise InputError(f"models.pixelcnn.conditionOnTags: no training image carries any of {names}")
-    for split in ("train", "validation"):
-        store.write_bytes(f"{CODES_DIR}/{split}.npz", _npz(splits[split]))
+    num_embeddings, k = codebook_of(vqvae)
+    size = config.data.image_size
+    train = CodeSplit(_encode(vqvae, selection.train, size), train_tags)
+    validation_tags = tag_vectors(selection.validation, selection.tags, names)
+    validation = CodeSplit(_encode(vqvae, selection.validation, size), validation_tags)
+    for name, split in (("train", train), ("validation", validation)):
+        store.write_bytes(f"{CODES_DIR}/{name}.npz", _npz(split))
     codes = CodeSet(train, validation, num_embeddings, k, names)
     store.write_json(
         f"{CODES_DIR}/codes.json",
