@@ -130,10 +130,8 @@ def fit_img_per_s(config: Any, train: list[str]) -> float:
     """Training images per second of `model.fit` on the same network and data, epochs 2.."""
     settings = config.training.vqvae
     model = _FitVQVAE(build_vqvae(config.models.vqvae, config.data.image_size, seed=config.training.seed))
-    optimizer: keras.optimizers.Optimizer = keras.optimizers.Adam(settings.learning_rate)
-    if config.training.mixed_precision:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=config.training.jit_compile)
+    # The same optimizer as the runner's (loss scaling under the mixed policy `main` sets).
+    model.compile(optimizer=make_optimizer(settings.learning_rate), jit_compile=config.training.jit_compile)
     data = image_dataset(train, config.data.image_size, settings.batch_size, shuffle=True, seed=0, repeat=True)
     timer = _EpochTimes()
     model.fit(data, epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, verbose=0, callbacks=[timer])
