@@ -2,15 +2,13 @@
 
 `train_command` opens (or resumes) the run directory, installs the SIGTERM handler and runs the
 stages in order. The pixelcnn stage lives in `argomlops.trainer.prior_stage` (`run_prior_stage(run)`);
-`generate` is answered by `argomlops.trainer.generate.generate_command(args)`. Both are looked up when
-needed, so this module works before they exist.
+`generate` is answered by `argomlops.trainer.generate.generate_command(args)`. Both are imported when
+needed, so importing this module (the CLI does) loads no TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING
 
 from argomlops.config import RunConfig
@@ -38,20 +36,15 @@ def _with_artifacts(config: RunConfig, artifacts: str | None) -> RunConfig:
     return RunConfig.model_validate(raw)
 
 
-def _has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
 def _run_stage(run: Run, stage: str) -> None:
     if stage == "vqvae":
         from argomlops.trainer.vqvae_stage import run_vqvae_stage
 
         result = run_vqvae_stage(run)
-    elif _has_module("argomlops.trainer.prior_stage"):
-        result = importlib.import_module("argomlops.trainer.prior_stage").run_prior_stage(run)
     else:
-        log("pixelcnn: this version has no prior stage yet; skipped")
-        return
+        from argomlops.trainer.prior_stage import run_prior_stage
+
+        result = run_prior_stage(run)
     figures = ", ".join(f"{k}={v:.4g}" for k, v in result.last.items() if isinstance(v, float))
     log(f"{stage}: {result.epochs} epochs, {result.steps} steps; last {figures}")
 
@@ -88,8 +81,7 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    """Write generated images from a finished run (implemented by the prior stage's module)."""
-    if not _has_module("argomlops.trainer.generate"):
-        raise InputError("generate: this version has no PixelCNN prior stage yet")
-    code: int = importlib.import_module("argomlops.trainer.generate").generate_command(args)
-    return code
+    """Write generated images from a finished run (implemented by `argomlops.trainer.generate`)."""
+    from argomlops.trainer.generate import generate_command as generate
+
+    return generate(args)
