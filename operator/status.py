@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from argomlops.config import STAGE_ORDER
+from argomlops.workflows.retry import PREEMPTION_EXPRESSION, should_retry
 
 FINISHED = {"Succeeded", "Failed", "Error", "Skipped", "Omitted"}
 _LOCK = re.compile(r"waiting for .*lock", re.IGNORECASE)
-_PREEMPTED = re.compile(r"node shutdown|preempt|imminent|spot", re.IGNORECASE)
 _ATTEMPT = re.compile(r"\(\d+\)$")
 
 
@@ -58,11 +58,17 @@ def _nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def is_preempted(node: dict[str, Any]) -> bool:
-    """Whether a finished pod node ended by preemption (SIGTERM exit 143, or GKE's node-shutdown message)."""
-    if node.get("phase") not in ("Failed", "Error"):
+    """Whether a finished pod node ended by preemption: exactly the endings the template's retry rule retries.
+
+    One definition for both: what Argo retries as a preemption (exit 143 after a SIGTERM checkpoint, GKE's
+    node-shutdown message, a deleted pod, ...; never exit 2) is what the status counts and shows as Retrying.
+    """
+    phase = node.get("phase")
+    if phase not in ("Failed", "Error"):
         return False
-    exit_code = str(((node.get("outputs") or {}).get("exitCode")) or "")
-    return exit_code == "143" or bool(_PREEMPTED.search(node.get("message") or ""))
+    raw = str(((node.get("outputs") or {}).get("exitCode")) or "")
+    exit_code = int(raw) if raw.lstrip("-").isdigit() else None
+    return should_retry(PREEMPTION_EXPRESSION, exit_code, phase, node.get("message") or "")
 
 
 def _retrying(workflow: dict[str, Any]) -> bool:

@@ -48,8 +48,11 @@ def test_a_pod_waiting_for_a_node_is_pending_then_running() -> None:
         (143, None, True),
         (None, PREEMPTED_MESSAGE, True),
         (None, "Pod was terminated due to imminent node shutdown", True),
+        (None, "pod deleted", True),
         (1, "Error (exit code 1)", False),
         (2, "invalid config", False),
+        (2, "Pod was terminated in response to imminent node shutdown.", False),
+        (1, "OOMKilled on a spot node", False),
     ],
 )
 def test_preemption_is_exit_143_or_the_node_shutdown_message(
