@@ -1,6 +1,6 @@
 """The run directory `<artifacts>/<run-id>/`: run.yaml, provenance.json, code/ and latest.json.
 
-`open_run(config, run_id, artifacts)` creates a new run or reopens an existing one:
+`open_run(config, run_id)` creates a new run or reopens an existing one:
 
 1. A run whose folder already holds `run.yaml` is resumed. The stored run.yaml wins over the config
    given now (a retried Argo pod must continue the run it started); differences are logged.
@@ -167,9 +167,10 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: stored {a!r}, given {b!r}"]
 
 
-def open_run(config: RunConfig, run_id: str | None = None, artifacts: str | None = None) -> Run:
-    """Open `<artifacts>/<run-id>` for training: resume it when it exists, else create it."""
-    root = open_store(artifacts or config.artifacts)
+def open_run(config: RunConfig, run_id: str | None = None) -> Run:
+    """Open `<config.artifacts>/<run-id>` for training: resume it when it exists, else create it."""
+    # The artifacts root comes from the config only, so run.yaml always names where the run lives.
+    root = open_store(config.artifacts)
     parent = open_store(config.resume_from) if config.resume_from else None
     if parent is not None and not parent.exists("run.yaml"):
         # A mistyped parent must not quietly become a run from scratch.
