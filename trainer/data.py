@@ -26,7 +26,7 @@ import numpy as np
 
 from argomlops.config import DataConfig
 from argomlops.errors import InputError
-from argomlops.trainer import demo_data
+from argomlops.trainer import demo_data, logs
 from argomlops.trainer.storage import GS_SCHEME, cache_root, open_store, split_gs_uri, sync_to_cache
 
 if TYPE_CHECKING:
@@ -355,7 +355,7 @@ def decoded_images(paths: Sequence[str], image_size: int) -> tf.Tensor:
     batches = list(_decoded_stream(paths, image_size, shuffle=False, seed=0).batch(256))
     images = tf.concat(batches, axis=0) if batches else tf.zeros([0, image_size, image_size, 3], tf.uint8)
     if images.shape[0] != len(paths):
-        print(f"data: {len(paths) - images.shape[0]} of {len(paths)} files failed to decode and were left out")
+        logs.log(f"data: {len(paths) - images.shape[0]} of {len(paths)} files failed to decode and were left out")
     _decoded[key] = images
     while sum(int(tf.size(t)) for t in _decoded.values()) > _MEMORY_CACHE_BYTES and len(_decoded) > 1:
         _decoded.pop(next(iter(_decoded)))
