@@ -132,13 +132,17 @@ class _Mean:
         self.count = 0
         self.weight: Any = 0.0
 
-    def add(self, values: Mapping[str, Any], weight: Any = 1.0) -> None:
-        weight = tf.cast(weight, tf.float32)
+    def add(self, values: Mapping[str, Any], weight: Any = None) -> None:
+        """Add one step's metrics; `weight` (e.g. the batch size) defaults to 1 without an extra op per metric."""
+        # Training steps pass no weight: this runs after every step, so it adds no multiply there.
+        scale = None if weight is None else tf.cast(weight, tf.float32)
         for name, value in values.items():
-            value = tf.cast(value, tf.float32) * weight
+            value = tf.cast(value, tf.float32)
+            if scale is not None:
+                value = value * scale
             self.sums[name] = value if name not in self.sums else self.sums[name] + value
         self.count += 1
-        self.weight = self.weight + weight
+        self.weight = self.weight + (1.0 if scale is None else scale)
 
     def result(self, prefix: str = "") -> dict[str, float]:
         total = max(float(self.weight), 1e-12)
