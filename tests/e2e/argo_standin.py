@@ -64,21 +64,27 @@ class Attempt:
 
 @dataclass
 class Preemptions:
-    """When to preempt: `count` pods in turn, each a seeded random 0.5-3 s after its first progress report."""
+    """When to preempt: `count` pods in turn, each once its progress passes a seeded random share of its steps.
+
+    Progress, not time: a pod is only ever stopped mid-training (at least one step left), however fast or
+    slow the machine is, so every SIGTERM it sends must end in a checkpoint and exit 143.
+    """
 
     count: int = 0
     seed: int = 0
     done: int = 0
-    after_seconds: list[float] = field(init=False)
+    at_fraction: list[float] = field(init=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
-        # A random moment after the first progress report, so the trainer is mid-epoch, not still importing.
-        self.after_seconds = [rng.uniform(0.5, 3.0) for _ in range(self.count)]
+        self.at_fraction = [rng.uniform(0.15, 0.6) for _ in range(self.count)]
 
-    def next_delay(self) -> float | None:
-        """Seconds after a pod's first progress report at which to preempt it, or None to let it run."""
-        return self.after_seconds[self.done] if self.done < self.count else None
+    def due(self, progress: str) -> bool:
+        """Whether a pod reporting `progress` ("done/total") is to be preempted now."""
+        if self.done >= self.count or "/" not in progress:
+            return False
+        done, total = (int(part) for part in progress.split("/", 1))
+        return total > 0 and self.at_fraction[self.done] * total <= done < total
 
 
 class ArgoStandIn:
@@ -263,8 +269,6 @@ class ArgoStandIn:
         log_path = self.workdir / f"log-{node_id}.txt"
         with log_path.open("w") as log:
             process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-            preempt_at: float | None = None
-            delay = self.preemptions.next_delay()
             sigterm_progress: str | None = None
             while process.poll() is None:
                 if time.monotonic() > deadline:
@@ -274,12 +278,10 @@ class ArgoStandIn:
                 if progress and progress != node.get("progress"):
                     node["progress"] = progress
                     self._patch(workflow_name, phase="Running")
-                    if preempt_at is None and delay is not None:
-                        preempt_at = time.monotonic() + delay
-                if preempt_at is not None and sigterm_progress is None and time.monotonic() >= preempt_at:
-                    sigterm_progress = node.get("progress", "")
-                    process.send_signal(signal.SIGTERM)
-                    self.preemptions.done += 1
+                    if sigterm_progress is None and self.preemptions.due(progress):
+                        sigterm_progress = progress
+                        process.send_signal(signal.SIGTERM)
+                        self.preemptions.done += 1
                 time.sleep(0.1)
         output = log_path.read_text()
         code = process.returncode

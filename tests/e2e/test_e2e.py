@@ -50,8 +50,8 @@ def _manifest(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
     manifest["metadata"]["name"] = name
     manifest["spec"]["artifacts"] = f"gs://{bucket}/runs"
     manifest["spec"]["training"] = {
-        "vqvae": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 20, "imagesEvery": 1},
-        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 20, "sampleCount": 4},
+        "vqvae": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 40, "imagesEvery": 1},
+        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 40, "sampleCount": 4},
     }
     manifest["spec"].update(spec)
     return manifest
@@ -162,11 +162,11 @@ def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
     for stage in ("vqvae", "pixelcnn"):
         lines = [json.loads(line) for line in files[f"{stage}/metrics.jsonl"].decode().splitlines()]
         assert [line["epoch"] for line in lines] == [1, 2, 3], lines
-        assert lines[-1]["step"] == 60
+        assert lines[-1]["step"] == 120
     provenance = json.loads(files["provenance.json"])
     assert {stage: provenance["stages"][stage]["steps"] for stage in ("vqvae", "pixelcnn")} == {
-        "vqvae": 60,
-        "pixelcnn": 60,
+        "vqvae": 120,
+        "pixelcnn": 120,
     }
 
 
