@@ -29,6 +29,15 @@ from argomlops.trainer.storage import ArtifactStore
 _NAME = re.compile(r"^step-(\d{8,})$")
 
 
+def load_keras(store: ArtifactStore, rel: str) -> keras.Model:
+    """The `.keras` model at `rel` in `store` (copied to a temp folder first: Keras loads local files only)."""
+    with tempfile.TemporaryDirectory(prefix="argomlops-model-") as temp:
+        local = Path(temp) / "model.keras"
+        store.download_file(rel, local)
+        model: keras.Model = keras.models.load_model(local)
+    return model
+
+
 def checkpoint_dir(stage: str, step: int) -> str:
     """The store path of the checkpoint of `stage` at global `step`."""
     return f"{stage}/checkpoints/step-{step:08d}"

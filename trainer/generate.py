@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
-from pathlib import Path
 
-import keras
 import numpy as np
 
 from argomlops.errors import InputError
+from argomlops.trainer.checkpoint import load_keras
 from argomlops.trainer.codes import load_vqvae
 from argomlops.trainer.images import grid, samples_png, to_png
 from argomlops.trainer.logs import log
@@ -63,9 +61,7 @@ def generate_command(args: argparse.Namespace) -> int:
     if not store.exists(PRIOR_MODEL):
         raise InputError(f"--run: {store.uri}/{PRIOR_MODEL} not found: the run has no trained PixelCNN prior")
     vqvae = load_vqvae(store)
-    with tempfile.TemporaryDirectory(prefix="argomlops-prior-") as temp:
-        store.download_file(PRIOR_MODEL, Path(temp) / "model.keras")
-        prior = keras.models.load_model(Path(temp) / "model.keras")
+    prior = load_keras(store, PRIOR_MODEL)
     sampler = Sampler(prior)
     run_yaml = store.read_text("run.yaml") if store.exists("run.yaml") else None
     condition = _condition(store.uri, run_yaml, list(args.tags or []), args.count, sampler.core.condition_size)

@@ -68,6 +68,7 @@ from argomlops.config import StageTraining
 from argomlops.errors import InputError, Preempted
 from argomlops.trainer.checkpoint import (
     list_checkpoints,
+    load_keras,
     load_weights,
     prune_checkpoints,
     restore_checkpoint,
@@ -231,10 +232,7 @@ class _Loop:
         assert parent is not None
         model_rel = f"{self.stage}/model.keras"
         if parent.exists(model_rel):
-            with tempfile.TemporaryDirectory(prefix="argomlops-parent-") as temp:
-                parent.download_file(model_rel, Path(temp) / "model.keras")
-                loaded = keras.models.load_model(Path(temp) / "model.keras")
-            _copy_weights(loaded, self.parts.model, f"{parent.uri}/{model_rel}")
+            _copy_weights(load_keras(parent, model_rel), self.parts.model, f"{parent.uri}/{model_rel}")
             log(f"{self.stage}: starting from the weights of {parent.uri}/{model_rel}")
             return
         found = list_checkpoints(parent, self.stage)
