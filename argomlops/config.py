@@ -132,13 +132,18 @@ class VQVAEConfig(Section):
     )
 
     @property
+    def latent(self) -> int:
+        """Encoder output channels: latentChannels, or embeddingDim when unset."""
+        return self.latent_channels or self.embedding_dim
+
+    @property
     def codes_per_position(self) -> int:
         """k: how many codebook indices each latent position holds."""
-        return (self.latent_channels or self.embedding_dim) // self.embedding_dim
+        return self.latent // self.embedding_dim
 
     @model_validator(mode="after")
     def _latent_multiple(self) -> VQVAEConfig:
-        latent = self.latent_channels or self.embedding_dim
+        latent = self.latent
         if latent % self.embedding_dim:
             raise ValueError(
                 f"@latentChannels: {latent} is not a multiple of embeddingDim ({self.embedding_dim}): "

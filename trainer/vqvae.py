@@ -54,7 +54,7 @@ def build_encoder(config: VQVAEConfig, image_size: int) -> keras.Model:
     top = config.encoder_channels[-1]
     x = keras.layers.Conv2D(top, 3, padding="same", kernel_initializer=_INIT, name="enc_conv")(x)
     x = _residual_stack(x, top, config.residual_channels, config.residual_blocks, "enc")
-    latent = config.latent_channels or config.embedding_dim
+    latent = config.latent
     x = keras.layers.Conv2D(latent, 1, kernel_initializer=_INIT, name="to_latent")(x)
     return keras.Model(inputs, x, name="encoder")
 
@@ -62,7 +62,7 @@ def build_encoder(config: VQVAEConfig, image_size: int) -> keras.Model:
 def build_decoder(config: VQVAEConfig, image_size: int) -> keras.Model:
     """Quantized latents `(B, S/2**n, S/2**n, latent_channels)` to images `(B, S, S, 3)`, linear."""
     side = image_size // 2 ** len(config.encoder_channels)
-    latent = config.latent_channels or config.embedding_dim
+    latent = config.latent
     inputs = keras.Input((side, side, latent), name="latents")
     top = config.encoder_channels[-1]
     x = keras.layers.Conv2D(top, 3, padding="same", kernel_initializer=_INIT, name="dec_conv")(inputs)
