@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -18,6 +19,10 @@ K = 7
 
 def _changes(k: int, config: PixelCNNConfig) -> tuple[list[str], np.ndarray]:
     """Flip every input code once; return the order violations and, per flipped code, which outputs moved."""
+    # Seeded: from the end of one row to the start of the next (the 4-wide grid's receptive-field edge) the
+    # influence runs through a single chain of weights, and an unlucky random draw (seen once in 24
+    # seeds) leaves it under the 1e-6 threshold. The test must not depend on the tests that ran before it.
+    keras.utils.set_random_seed(0)
     model = build_pixelcnn(config, GRID, K, k)
     height, width = GRID
     codes = np.random.default_rng(0).integers(0, K, (1, height, width, k)).astype("int32")
