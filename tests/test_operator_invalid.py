@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 import kubernetes
-from kube.fixtures import RunningKube, eventually
+from kube.fixtures import RunningKube, eventually, replace_mlops_spec
 
 GROUP, VERSION, PLURAL, NS = "argomlops.dev", "v1alpha1", "mlops", "default"
 VALID: dict[str, Any] = {"artifacts": "gs://bucket/artifacts"}
@@ -103,9 +103,7 @@ def test_thirty_malformed_manifests_each_get_their_own_status(kube: RunningKube,
         assert not kube.objects("configmaps", NS) and not kube.objects("workflows", NS)
 
         # Still up: fixing one of them starts its run, and clears the errors.
-        current = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "gpus-nine")
-        current["spec"] = copy.deepcopy(VALID)
-        custom.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "gpus-nine", current)
+        replace_mlops_spec(custom, NS, "gpus-nine", VALID)
         fixed = eventually(
             lambda: (
                 (s := custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "gpus-nine")["status"]).get(

@@ -7,7 +7,6 @@ where a test needs Workflow status, it writes it as the controller would (tests/
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import kubernetes
 import pytest
 import yaml
 from kube.argo import LOCK_MESSAGE, PREEMPTED_MESSAGE, pod_node, retry_node, workflow_status
-from kube.fixtures import RunningKube, eventually
+from kube.fixtures import RunningKube, eventually, replace_mlops_spec
 
 from argomlops.config import MLOpsSpec
 from argomlops.runid import is_run_id
@@ -44,16 +43,12 @@ class Cluster:
         """Create, or replace the spec of, an MLOps object (kubectl apply)."""
         name = obj["metadata"]["name"]
         try:
-            current = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
         except kubernetes.client.ApiException as exc:
             assert exc.status == 404
             created: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj)
             return created
-        current["spec"] = copy.deepcopy(obj["spec"])
-        replaced: dict[str, Any] = self.custom.replace_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, name, current
-        )
-        return replaced
+        return replace_mlops_spec(self.custom, NS, name, obj["spec"])
 
     def mlops(self, name: str = "fafa") -> dict[str, Any]:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)

@@ -130,3 +130,27 @@ def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 
                 return value
         time.sleep(interval)
     raise AssertionError(f"not true within {timeout} s: {last or check}")
+
+
+def replace_mlops_spec(custom: Any, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Replace an MLOps object's spec (what `kubectl apply` of a changed manifest does) and return the object.
+
+    The operator patches the object (status, kopf's annotations) between our read and our replace; a 409
+    then means "read again and retry", as client-go's RetryOnConflict does.
+    """
+    import copy
+
+    import kubernetes
+
+    for _ in range(10):
+        current = custom.get_namespaced_custom_object("argomlops.dev", "v1alpha1", namespace, "mlops", name)
+        current["spec"] = copy.deepcopy(spec)
+        try:
+            replaced: dict[str, Any] = custom.replace_namespaced_custom_object(
+                "argomlops.dev", "v1alpha1", namespace, "mlops", name, current
+            )
+            return replaced
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise AssertionError(f"{namespace}/{name}: still conflicting after 10 tries")
