@@ -42,7 +42,7 @@ def one_round(count: int) -> tuple[float, float, float, float]:
         env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig))
         started = time.perf_counter()
         process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "argomlops"), "operator", "--standalone"],
+            [str(Path(sys.executable).with_name("argomlops")), "operator", "--standalone"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
+import tensorflow_probability as tfp  # pyright: ignore[reportMissingImports]  (the bench extra, not installed for tests)
 
 from argomlops.config import PixelCNNConfig
 from argomlops.trainer.pixelcnn import build_pixelcnn

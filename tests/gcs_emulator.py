@@ -7,14 +7,13 @@ the code under test runs unchanged; only the server at the other end is not Goog
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+
+from executables import executable
 
 
 def free_port() -> int:
@@ -26,11 +25,7 @@ def free_port() -> int:
 
 
 def _executable() -> str:
-    beside = Path(sys.executable).parent / "gcp-storage-emulator"
-    found = str(beside) if beside.exists() else shutil.which("gcp-storage-emulator")
-    if not found:
-        raise RuntimeError("gcp-storage-emulator is not installed (pip install -e '.[dev]')")
-    return found
+    return executable("gcp-storage-emulator")
 
 
 class GCSEmulator:

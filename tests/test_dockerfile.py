@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,11 +184,32 @@ def test_dockerignore_keeps_heavy_folders_out() -> None:
     assert {".venv", ".git", "runs"} <= ignored
 
 
-def test_wheel_stage_copies_every_mapped_package(stages: dict[str, Stage], pyproject: dict) -> None:
+def test_wheel_stage_copies_every_package_folder(stages: dict[str, Stage], pyproject: dict) -> None:
+    """argomlops/trainer etc. are symlinks: the wheel stage needs the folders they point to as well."""
     copied = {shlex.split(arg)[0] for arg in stages["wheel"].args("COPY")}
-    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    folders = set()
+    for package in pyproject["tool"]["setuptools"]["packages"]:
+        real = (ROOT / package.replace(".", "/")).resolve().relative_to(ROOT)
+        folders.add(real.parts[0])
     assert folders <= copied, f"the wheel would miss {sorted(folders - copied)}"
     assert pyproject["project"]["readme"] in " ".join(stages["wheel"].args("COPY"))
+
+
+def test_the_wheel_holds_every_module_under_its_import_path(tmp_path: Path) -> None:
+    """What the Dockerfile's wheel stage runs: the symlinked folders end up as real files in the wheel."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("argomlops-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for module in ("config/run.py", "trainer/stage.py", "operator/handlers.py", "workflows/argomlops-train.yaml"):
+        assert f"argomlops/{module}" in names, module
+    assert not any(name.startswith(("trainer/", "operator/", "workflows/", "tests/")) for name in names)
 
 
 def test_images_run_as_the_uids_kubernetes_runs_them_as(stages: dict[str, Stage]) -> None:

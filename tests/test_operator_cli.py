@@ -11,10 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import kubernetes
+from executables import executable
 from kube.fixtures import RunningKube, eventually
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGOMLOPS = ROOT / ".venv" / "bin" / "argomlops"
+ARGOMLOPS = executable("argomlops")
 GROUP, VERSION, PLURAL = "argomlops.dev", "v1alpha1", "mlops"
 
 

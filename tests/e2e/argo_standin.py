@@ -28,7 +28,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from executables import executable
 from kube.argo import PREEMPTED_MESSAGE
 
 from argomlops.workflows.expr import evaluate, render
@@ -194,7 +194,7 @@ class ArgoStandIn:
                 if part.startswith(mount_path + "/"):
                     argv[index] = str(folder) + part[len(mount_path) :]
         if argv[0] == "argomlops":
-            argv[0] = str(Path(sys.executable).with_name("argomlops"))
+            argv[0] = executable("argomlops")
         env = {e["name"]: render(e.get("value", ""), variables) for e in container.get("env", [])}
         return argv, env
 

@@ -13,20 +13,20 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from argo_standin import ArgoStandIn, Preemptions, StatusRecorder
+from executables import executable
 from kube.fixtures import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
-KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+KUBECTL = executable("kubectl")
 
 
 def _install_cluster_side(kube: Any) -> None:
