@@ -28,7 +28,7 @@ def test_committed_crd_matches_the_models() -> None:
     if os.environ.get("ARGOMLOPS_REGENERATE"):
         COMMITTED.write_text(generated)
     assert COMMITTED.read_text() == generated, (
-        "crds/mlops.yaml drifted from argomlops/config.py: run ARGOMLOPS_REGENERATE=1 pytest tests/test_crd.py"
+        "crds/mlops.yaml drifted from argomlops/config/: run ARGOMLOPS_REGENERATE=1 pytest tests/test_crd.py"
     )
 
 

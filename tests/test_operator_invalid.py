@@ -30,7 +30,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("image-size-text", {"data.imageSize": "big"}, "data.imageSize"),
     ("image-size-grid", {"data.imageSize": 66}, "data.imageSize"),
     ("validation-fraction", {"data.validationFraction": 1.5}, "data.validationFraction"),
-    ("tags-no-metadata", {"data.includeTags": ["standing"]}, "data.metadata"),
+    ("tags-no-metadata", {"data.source": "gs://bucket/photos", "data.includeTags": ["standing"]}, "data.metadata"),
     (
         "tags-overlap",
         {"data.metadata": "m.jsonl", "data.includeTags": ["a"], "data.excludeTags": ["a"]},
@@ -120,7 +120,7 @@ def test_thirty_malformed_manifests_each_get_their_own_status(kube: RunningKube,
 
 def test_several_errors_give_one_line_each(kube: RunningKube, operator_runner: Any) -> None:
     custom = kubernetes.client.CustomObjectsApi(kube.api())
-    spec = spec_with({"placement.gpus": -1, "training.vqvae.epochs": 0, "data.shuffleBuffer": 0})
+    spec = spec_with({"placement.gpus": -1, "training.vqvae.epochs": 0, "data.validationFraction": 1.5})
     with operator_runner():
         custom.create_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, {"kind": "MLOps", "metadata": {"name": "three"}, "spec": spec}
@@ -133,5 +133,5 @@ def test_several_errors_give_one_line_each(kube: RunningKube, operator_runner: A
             )
         )
     fields = sorted(line.split(":")[0] for line in status["errors"])
-    assert fields == ["data.shuffleBuffer", "placement.gpus", "training.vqvae.epochs"]
+    assert fields == ["data.validationFraction", "placement.gpus", "training.vqvae.epochs"]
     assert status["message"].startswith("spec is invalid (3 problems)")

@@ -84,7 +84,7 @@ def test_run_directory_layout_then_rerun_skips(
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["run_id"] == run.name and provenance["parent"] is None and provenance["ended"]
     assert provenance["stages"]["vqvae"]["epochs"] == 3 and "val_psnr" in provenance["stages"]["vqvae"]["last"]
-    assert (run / "code/argomlops/config.py").is_file() and (run / "code/trainer/stage.py").is_file()
+    assert (run / "code/argomlops/config/run.py").is_file() and (run / "code/argomlops/trainer/stage.py").is_file()
 
     # metrics.jsonl: one line per epoch with the per-step and validation figures.
     lines = metrics(run)

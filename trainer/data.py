@@ -371,15 +371,14 @@ def image_dataset(
     seed: int,
     repeat: bool = False,
     drop_remainder: bool = True,
-    shuffle_buffer: int = 1024,
 ) -> tf.data.Dataset:
     """Batches of float32 (B, S, S, 3) in [0, 1], prefetched; the same seed gives the same order.
 
     Sets whose decoded size is at most `_CACHE_BYTES` are decoded once per process (`decoded_images`)
     and batches are gathered from memory in a shuffled order of all indices. Larger sets shuffle all
     the file names, then decode in parallel (in order, so the seed decides). Both shuffle the whole
-    set, which costs nothing as indices or names, so `shuffle_buffer` (a buffer of decoded images,
-    which would also stall every epoch's start while it fills) is accepted but not needed.
+    set, which costs nothing as indices or names: no buffer of decoded images (which would stall every
+    epoch's start while it fills, and shuffle only within it) is needed, so there is no such setting.
     """
     import tensorflow as tf
 

@@ -18,6 +18,7 @@ complete. Its shape:
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import socket
@@ -33,7 +34,6 @@ from typing import Any
 import yaml
 
 import argomlops
-import argomlops.trainer
 from argomlops.config import RunConfig, error_lines
 from argomlops.errors import InputError
 from argomlops.runid import new_run_id
@@ -125,14 +125,18 @@ def _version() -> str:
         return "unknown"
 
 
+CODE_PACKAGES = ("argomlops", "argomlops.config", "argomlops.trainer")
+"""The packages whose source is the trainer that ran (the operator and the workflow builders are not)."""
+
+
 def copy_code(store: ArtifactStore) -> int:
-    """Copy the .py files of the argomlops and trainer packages that run now to `code/`; returns the count."""
+    """Copy the .py files of the trainer's packages that run now to `code/<import path>/`; returns the count."""
     count = 0
     with tempfile.TemporaryDirectory(prefix="argomlops-code-") as temp:
-        for name, package in (("argomlops", argomlops), ("trainer", argomlops.trainer)):
-            source = Path(package.__file__ or "").parent
+        for name in CODE_PACKAGES:
+            source = Path(importlib.import_module(name).__file__ or "").parent
             for path in sorted(source.glob("*.py")):
-                target = Path(temp) / name / path.name
+                target = Path(temp, *name.split("."), path.name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(path.read_bytes())
                 count += 1
@@ -194,7 +198,9 @@ def open_run(config: RunConfig, run_id: str | None = None) -> Run:
         files = copy_code(store)
         log(f"new run {store.uri} ({files} source files copied to code/)")
     if run.config.resume_from:
-        run.parent = open_store(run.config.resume_from)
+        # The stored run.yaml wins on a resume: its parent, not the given config's, is the one to open.
+        same = parent is not None and run.config.resume_from == config.resume_from
+        run.parent = parent if same else open_store(run.config.resume_from)
     attempts = int(run.provenance.get("attempts", 0)) + 1
     run.write_provenance(
         run_id=run_id,

@@ -94,7 +94,6 @@ def vqvae_parts(config: RunConfig, train: list[str], validation: list[str]) -> S
             shuffle=True,
             seed=seed + epoch,
             repeat=True,
-            shuffle_buffer=config.data.shuffle_buffer,
         )
 
     def validation_batches() -> Any:
