@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonpatch
+
 from kube.errors import ApiError
 
 JSON_PATCH = "application/json-patch+json"
@@ -27,41 +29,20 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _pointer(path: str) -> list[str]:
-    return [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]]
-
-
 def json_patch(target: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """RFC 6902 JSON patch (add, remove, replace, test); a failed op raises ApiError 422."""
-    doc = copy.deepcopy(target)
-    for op in ops:
-        parts = _pointer(op["path"])
-        parent: Any = doc
-        try:
-            for part in parts[:-1]:
-                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-            last = parts[-1] if parts else ""
-            if op["op"] == "test":
-                current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-                if current != op.get("value"):
-                    raise ApiError(422, "Invalid", f"test failed at {op['path']}: {current!r} != {op.get('value')!r}")
-            elif op["op"] == "remove":
-                del parent[int(last) if isinstance(parent, list) else last]
-            elif op["op"] in ("add", "replace"):
-                if isinstance(parent, list):
-                    if last == "-":
-                        parent.append(op["value"])
-                    elif op["op"] == "add":
-                        parent.insert(int(last), op["value"])
-                    else:
-                        parent[int(last)] = op["value"]
-                else:
-                    parent[last] = op["value"]
-            else:
-                raise ApiError(422, "Invalid", f"unsupported JSON patch op {op['op']!r}")
-        except (KeyError, IndexError, ValueError, TypeError) as exc:
-            raise ApiError(422, "Invalid", f"JSON patch {op!r} does not apply: {exc!r}") from exc
-    return doc
+    """Return a copy of `target` with RFC 6902 JSON patch `ops` applied; ApiError 422 when an op fails or is invalid."""
+    try:
+        result = jsonpatch.apply_patch(target, ops)
+    except jsonpatch.JsonPatchTestFailed as exc:
+        # kopf puts a `test` of metadata.resourceVersion first and takes a 422 as "changed meanwhile, retry".
+        raise ApiError(422, "Invalid", f"JSON patch test failed: {exc}") from exc
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        # Invalid ops and ops whose path does not resolve are both the client's error, as on a real server.
+        raise ApiError(422, "Invalid", f"JSON patch does not apply: {exc}") from exc
+    if not isinstance(result, dict):
+        # An op on the root path "" could replace the object with a scalar or a list.
+        raise ApiError(422, "Invalid", "JSON patch does not leave an object")
+    return result
 
 
 def apply_patch(old: dict[str, Any], content_type: str, body: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ request to the modules beside it, and fixes the "/v1" of the core group's discov
   object where the resource declares one; immutable ConfigMaps (422 when `data` changes); a stand-in for
   the garbage collector of kube-controller-manager: deleting an owner deletes the objects whose
   ownerReferences name its uid (what `propagationPolicy: Background` ends in);
-- `patches`: merge / strategic (treated as merge) / JSON patch (with `test`, 422 on failure);
+- `patches`: merge / strategic (treated as merge) / JSON patch (the `jsonpatch` library; a failed `test`
+  is a 422);
 - `selectors`: label selectors (`a=b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`) and field
   selectors on `metadata.name` / `metadata.namespace` / `involvedObject.name`;
 - `watches`: watches as JSON lines, resumed from a resourceVersion, ended after `timeoutSeconds`;
