@@ -1,6 +1,7 @@
 """The MLOps CustomResourceDefinition, generated from the pydantic models (the one source of truth).
 
-`python -m argomlops.operator.crd > crds/mlops.yaml` writes it; tests/test_crd.py fails when the
+The spec schema comes from `MLOpsSpec` (argomlops/config/), the status schema from `MLOpsStatus`
+(mlops_status.py). `python -m argomlops.operator.crd > crds/mlops.yaml` writes it; tests/test_crd.py fails when the
 committed file drifts from the models (`ARGOMLOPS_REGENERATE=1 pytest tests/test_crd.py` rewrites it).
 
 The spec schema is `MLOpsSpec`'s JSON schema made structural (what apiextensions.k8s.io/v1 demands):
@@ -18,72 +19,25 @@ import json
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from argomlops.config import MLOpsSpec
 from argomlops.operator.client import GROUP, KIND, PLURAL, VERSION
+from argomlops.operator.mlops_status import MLOpsStatus, wire_name
 
 SHORT_NAMES = ["mlo"]
 
-_RUN_STATUS: dict[str, Any] = {
-    "runId": {"type": "string", "nullable": True, "description": "Id of the current run (its UTC start time)."},
-    "phase": {
-        "type": "string",
-        "nullable": True,
-        "description": "Pending, Queued, Running, Retrying, Succeeded, Failed (of the run) or Invalid (of the spec).",
-    },
-    "startedAt": {"type": "string", "nullable": True, "description": "When the run's Workflow started."},
-    "finishedAt": {"type": "string", "nullable": True, "description": "When the run's Workflow finished."},
-    "artifacts": {
-        "type": "string",
-        "nullable": True,
-        "description": "URI of the run's artifacts: <artifacts>/<run-id>.",
-    },
-    "costUSD": {"type": "number", "nullable": True, "description": "Estimated GPU cost of all attempts, in USD."},
-}
 
-STATUS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "What the operator and the run's Workflow report.",
-    "properties": {
-        **_RUN_STATUS,
-        "runPhase": {"type": "string", "description": "Phase of the current run, even when the spec is Invalid."},
-        "message": {"type": "string", "nullable": True, "description": "Why, in one line."},
-        "errors": {
-            "type": "array",
-            "nullable": True,
-            "items": {"type": "string"},
-            "description": "One line per bad field of an Invalid spec.",
-        },
-        "observedGeneration": {"type": "integer", "description": "The spec generation last handled."},
-        "runGeneration": {"type": "integer", "description": "The spec generation of the current run."},
-        "workflow": {"type": "string", "description": "Name of the current run's Workflow."},
-        "configMap": {"type": "string", "description": "Name of the current run's ConfigMap (run.yaml)."},
-        "stage": {"type": "string", "nullable": True, "description": "Stage now running (or last run)."},
-        "epoch": {"type": "string", "nullable": True, "description": "Progress of the current stage, N/M epochs."},
-        "progress": {"type": "string", "nullable": True, "description": "Argo's progress of the whole run, N/M."},
-        "attempts": {"type": "integer", "nullable": True, "description": "Training pods started, retries included."},
-        "preemptions": {"type": "integer", "nullable": True, "description": "Attempts ended by preemption."},
-        "gpuHours": {"type": "number", "nullable": True, "description": "GPU-hours of all attempts."},
-        "history": {
-            "type": "array",
-            "description": "Past runs, newest first (bounded by the operator's history limit).",
-            "items": {
-                "type": "object",
-                "properties": {
-                    **_RUN_STATUS,
-                    "generation": {"type": "integer", "nullable": True, "description": "Spec generation of the run."},
-                },
-            },
-        },
-    },
-}
+def _status_path(field: str) -> str:
+    return f".status.{wire_name(field)}"
+
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-    {"name": "Run", "type": "string", "jsonPath": ".status.runId"},
-    {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
-    {"name": "Epoch", "type": "string", "jsonPath": ".status.epoch"},
-    {"name": "Cost", "type": "number", "jsonPath": ".status.costUSD", "description": "Estimated USD"},
+    {"name": "Phase", "type": "string", "jsonPath": _status_path("phase")},
+    {"name": "Run", "type": "string", "jsonPath": _status_path("run_id")},
+    {"name": "Stage", "type": "string", "jsonPath": _status_path("stage")},
+    {"name": "Epoch", "type": "string", "jsonPath": _status_path("epoch")},
+    {"name": "Cost", "type": "number", "jsonPath": _status_path("cost_usd"), "description": "Estimated USD"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -126,13 +80,25 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def spec_schema() -> dict[str, Any]:
-    """The openAPIV3Schema of `spec`, from `MLOpsSpec`."""
-    schema = MLOpsSpec.model_json_schema(by_alias=True)
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The structural openAPIV3Schema of a pydantic model (by alias), described by its docstring's first line."""
+    schema = model.model_json_schema(by_alias=True)
     defs = schema.get("$defs", {})
     result: dict[str, Any] = _structural(schema, defs)
+    result["description"] = (model.__doc__ or "").strip().splitlines()[0]
+    return result
+
+
+def spec_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of `spec`, from `MLOpsSpec`."""
+    result = model_schema(MLOpsSpec)
     result["description"] = (MLOpsSpec.__doc__ or "").strip()
     return result
+
+
+def status_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of `status`, from `MLOpsStatus`."""
+    return model_schema(MLOpsStatus)
 
 
 def build_crd() -> dict[str, Any]:
@@ -168,7 +134,7 @@ def build_crd() -> dict[str, Any]:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
-                                "status": STATUS_SCHEMA,
+                                "status": status_schema(),
                             },
                             "required": ["spec"],
                         }

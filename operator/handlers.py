@@ -24,15 +24,14 @@ from pydantic import ValidationError
 
 from argomlops.config import MLOpsSpec, error_lines
 from argomlops.operator import client, resources
-from argomlops.operator.settings import Settings, load_settings
-from argomlops.operator.status import summarize_workflow
+from argomlops.operator.mlops_status import RUN_FIGURES, WARNING_PHASES, HistoryEntry, read_status, status_patch
+from argomlops.operator.settings import OperatorSettings, load_settings
+from argomlops.operator.workflow_summary import WorkflowSummary, summarize_workflow
 from argomlops.runid import new_run_id
 from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name
 from argomlops.workflows.run import run_uri
 
 ANNOTATION_PREFIX = "argomlops.dev"
-RUN_FIELDS = ("stage", "epoch", "progress", "startedAt", "finishedAt", "attempts", "preemptions", "gpuHours")
-WARNING_PHASES = {"Failed", "Invalid"}
 MIRROR_ATTEMPTS = 5
 
 
@@ -44,8 +43,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """All kopf tuning, from the operator settings (see argomlops.operator.settings)."""
-    ours = load_settings()
+    """All kopf tuning, from the operator settings `argomlops operator` put in the memo (settings.py)."""
+    # Under plain `kopf run -m argomlops.operator.handlers` nobody filled the memo: read the environment.
+    ours: OperatorSettings = memo.get("settings") or load_settings()
     settings.watching.server_timeout = ours.watch_timeout
     settings.watching.client_timeout = ours.watch_timeout + 30
     settings.posting.level = logging.INFO
@@ -131,47 +131,49 @@ def _create(memo: kopf.Memo, obj: dict[str, Any], owner: dict[str, Any], logger:
 
 def _invalid(memo: kopf.Memo, body: dict[str, Any], generation: int, lines: list[str]) -> None:
     meta = body["metadata"]
-    _patch_status(
-        memo,
-        meta["namespace"],
-        meta["name"],
-        {
-            "phase": "Invalid",
-            "message": f"spec is invalid ({len(lines)} problem{'s' if len(lines) != 1 else ''}): {lines[0]}",
-            "errors": lines,
-            "observedGeneration": generation,
-        },
+    patch = status_patch(
+        phase="Invalid",
+        message=f"spec is invalid ({len(lines)} problem{'s' if len(lines) != 1 else ''}): {lines[0]}",
+        errors=lines,
+        observed_generation=generation,
     )
+    _patch_status(memo, meta["namespace"], meta["name"], patch)
     kopf.warn(_body(body), reason="Invalid", message="; ".join(lines))
 
 
 def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generation: int) -> str:
     """Record a new run in status (previous run → history) before creating anything; returns its id."""
-    settings: Settings = memo.settings
-    status = body.get("status") or {}
-    history = list(status.get("history") or [])
-    taken = [status.get("runId") or ""] + [entry.get("runId", "") for entry in history]
-    run_id = new_run_id(datetime.now(UTC), taken)
-    if status.get("runId"):
-        previous = {"runId": status["runId"], "phase": status.get("runPhase") or status.get("phase")}
-        previous.update({key: status.get(key) for key in ("artifacts", "startedAt", "finishedAt", "costUSD")})
-        previous["generation"] = status.get("runGeneration")
+    settings: OperatorSettings = memo.settings
+    status = read_status(body.get("status"))
+    history = list(status.history or [])
+    run_id = new_run_id(datetime.now(UTC), [status.run_id or ""] + [entry.run_id or "" for entry in history])
+    if status.run_id:
+        previous = HistoryEntry(
+            run_id=status.run_id,
+            phase=status.run_phase or status.phase,
+            generation=status.run_generation,
+            artifacts=status.artifacts,
+            started_at=status.started_at,
+            finished_at=status.finished_at,
+            cost_usd=status.cost_usd,
+        )
         history.insert(0, previous)
     name = body["metadata"]["name"]
-    new_status: dict[str, Any] = {
-        "phase": "Pending",
-        "runPhase": "Pending",
-        "message": None,
-        "errors": None,
-        "runId": run_id,
-        "runGeneration": generation,
-        "workflow": k8s_name(name, run_id),
-        "configMap": k8s_name(name, run_id),
-        "artifacts": run_uri(spec, run_id),
-        "costUSD": 0.0,
-        "history": history[: settings.history_limit],
-    }
-    new_status.update(dict.fromkeys(RUN_FIELDS))
+    fields: dict[str, Any] = dict.fromkeys(RUN_FIGURES)  # the previous run's figures are not this run's
+    fields.update(
+        phase="Pending",
+        run_phase="Pending",
+        message=None,
+        errors=None,
+        run_id=run_id,
+        run_generation=generation,
+        workflow=k8s_name(name, run_id),
+        config_map=k8s_name(name, run_id),
+        artifacts=run_uri(spec, run_id),
+        cost_usd=0.0,
+        history=history[: settings.history_limit],
+    )
+    new_status = status_patch(**fields)
     try:
         _patch_status(memo, body["metadata"]["namespace"], name, new_status, body["metadata"]["resourceVersion"])
     except Conflict as exc:
@@ -190,8 +192,8 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     generation = int(body["metadata"].get("generation") or 1)
-    status = body.get("status") or {}
-    if status.get("observedGeneration") == generation:
+    status = read_status(body.get("status"))
+    if status.observed_generation == generation:
         return
     raw = body.get("spec")
     if not isinstance(raw, dict):
@@ -204,15 +206,15 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
         logger.warning(f"spec generation {generation} is invalid: {'; '.join(lines)}")
         _invalid(memo, body, generation, lines)
         return
-    if status.get("runGeneration") == generation and status.get("runId"):
-        run_id = status["runId"]  # recorded before a restart: finish that run's creation
+    if status.run_generation == generation and status.run_id:
+        run_id = status.run_id  # recorded before a restart: finish that run's creation
     else:
         run_id = _start_run(memo, body, spec, generation)
     made = resources.build_config_map(name=name, namespace=namespace, run_id=run_id, spec=spec, generation=generation)
     _create(memo, made, body, logger)
     workflow = resources.build_workflow(name=name, namespace=namespace, run_id=run_id, spec=spec, generation=generation)
     created = _create(memo, workflow, body, logger)
-    _patch_status(memo, namespace, name, {"observedGeneration": generation})
+    _patch_status(memo, namespace, name, status_patch(observed_generation=generation))
     if created:
         kopf.info(_body(body), reason="RunCreated", message=f"run {run_id}: Workflow {workflow['metadata']['name']}")
     logger.info(f"generation {generation}: run {run_id}")
@@ -231,7 +233,7 @@ def mirror_workflow(
     if event.get("type") == "DELETED" or namespace is None:
         return
     labels = body.metadata.labels
-    settings: Settings = memo.settings
+    settings: OperatorSettings = memo.settings
     run = summarize_workflow(dict(body), price_per_gpu_hour=settings.price_per_gpu_hour, now=datetime.now(UTC))
     # Watch events are not retried, and the run handler writes the same status: read, patch guarded by the
     # resourceVersion read, and read again when someone else wrote in between.
@@ -247,38 +249,45 @@ def mirror_workflow(
     logger.warning(f"status of MLOps {namespace}/{labels[LABEL_MLOPS]} kept changing; the next Workflow event retries")
 
 
-def _mirror_into(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: dict[str, Any]) -> None:
+def _mirror_into(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: WorkflowSummary) -> None:
     """Write one run's summary into the owner's status (current run) or history (a past run)."""
-    meta, status = owner["metadata"], owner.get("status") or {}
-    if status.get("runId") != run_id:
+    meta, raw = owner["metadata"], owner.get("status") or {}
+    status = read_status(raw)
+    if status.run_id != run_id:
         _mirror_history(memo, owner, run_id, run)
         return
-    patch = {key: run[key] for key in (*RUN_FIELDS, "costUSD")}
-    patch["runPhase"] = run["phase"]
+    fields: dict[str, Any] = {**run.figures(), "run_phase": run.phase}
     # An invalid newer spec keeps the Invalid phase visible; the run's own phase stays in runPhase.
-    if status.get("phase") != "Invalid":
-        patch["phase"] = run["phase"]
-        patch["message"] = run["message"]
-    if all(status.get(key) == value for key, value in patch.items()):
+    if status.phase != "Invalid":
+        fields.update(phase=run.phase, message=run.message)
+    patch = status_patch(**fields)
+    if all(raw.get(key) == value for key, value in patch.items()):
         return
     _patch_status(memo, meta["namespace"], meta["name"], patch, meta["resourceVersion"])
-    if run["phase"] != status.get("runPhase"):
-        what = f"run {run_id} is {run['phase']}" + (f": {run['message']}" if run["message"] else "")
-        kind = "Warning" if run["phase"] in WARNING_PHASES else "Normal"
-        kopf.event(_body(owner), type=kind, reason=run["phase"], message=what)
-    if run["stage"] and run["stage"] != status.get("stage"):
-        kopf.event(_body(owner), type="Normal", reason="Stage", message=f"run {run_id}: stage {run['stage']}")
+    if run.phase != status.run_phase:
+        what = f"run {run_id} is {run.phase}" + (f": {run.message}" if run.message else "")
+        kind = "Warning" if run.phase in WARNING_PHASES else "Normal"
+        kopf.event(_body(owner), type=kind, reason=run.phase, message=what)
+    if run.stage and run.stage != status.stage:
+        kopf.event(_body(owner), type="Normal", reason="Stage", message=f"run {run_id}: stage {run.stage}")
 
 
-def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: dict[str, Any]) -> None:
+def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: WorkflowSummary) -> None:
     """A past run still changing (it finishes after its successor started): update its history entry."""
-    history = list((owner.get("status") or {}).get("history") or [])
-    for entry in history:
-        if entry.get("runId") == run_id:
-            update = {key: run[key] for key in ("phase", "startedAt", "finishedAt", "costUSD")}
-            if all(entry.get(key) == value for key, value in update.items()):
+    history = list(read_status(owner.get("status")).history or [])
+    for index, entry in enumerate(history):
+        if entry.run_id == run_id:
+            update = entry.model_copy(
+                update={
+                    "phase": run.phase,
+                    "started_at": run.started_at,
+                    "finished_at": run.finished_at,
+                    "cost_usd": run.cost_usd,
+                }
+            )
+            if update == entry:
                 return
-            entry.update(update)
+            history[index] = update
             meta = owner["metadata"]
-            _patch_status(memo, meta["namespace"], meta["name"], {"history": history}, meta["resourceVersion"])
+            _patch_status(memo, meta["namespace"], meta["name"], status_patch(history=history), meta["resourceVersion"])
             return

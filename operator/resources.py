@@ -10,16 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from argomlops.config import MLOpsSpec
-from argomlops.workflows.names import CONFIG_KEY, LABEL_MLOPS, LABEL_RUN_ID, k8s_name
+from argomlops.workflows.names import CONFIG_KEY, k8s_name, run_labels
 from argomlops.workflows.run import build_run_workflow
 
 GENERATION_ANNOTATION = "argomlops.dev/generation"
 """The MLOps object's metadata.generation a run was made for."""
-
-
-def run_labels(name: str, run_id: str) -> dict[str, str]:
-    """The labels of everything a run creates."""
-    return {LABEL_MLOPS: name, LABEL_RUN_ID: run_id}
 
 
 def build_config_map(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int) -> dict[str, Any]:
@@ -50,7 +45,6 @@ def build_workflow(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, g
         run_id=run_id,
         config_map=k8s_name(name, run_id),
         spec=spec,
-        labels=run_labels(name, run_id),
     )
     # build_run_workflow always writes metadata.namespace and metadata.annotations.
     workflow["metadata"]["annotations"][GENERATION_ANNOTATION] = str(generation)

@@ -1,70 +1,52 @@
-"""Operator settings, read from the environment (the Helm chart sets these on the Deployment).
+"""Operator settings: `ARGOMLOPS_*` environment variables (the Helm chart sets them), overridden by flags.
 
-Environment variables (a flag of `argomlops operator` wins over its variable):
-
-- `ARGOMLOPS_NAMESPACES` (`--namespace NS`, repeatable), default `""`: comma list of namespaces to serve;
-  empty or `*` means every namespace (needs cluster-wide RBAC).
-- `ARGOMLOPS_PRICE_PER_GPU_HOUR` (`--price-per-gpu-hour USD`), default `0.14`: USD per GPU-hour for the
-  cost estimate. 0.14 is the order of magnitude of one T4 spot GPU on GKE (late 2026); set your region's
-  price. The VM's CPU and memory are not included.
+- `ARGOMLOPS_NAMESPACES` (`--namespace NS`, repeatable), default `""`: comma list of namespaces to
+  serve; empty or `*` means every namespace (needs cluster-wide RBAC).
+- `ARGOMLOPS_PRICE_PER_GPU_HOUR` (`--price-per-gpu-hour USD`), default `0.14`: USD per GPU-hour.
 - `ARGOMLOPS_HISTORY_LIMIT` (`--history-limit N`), default `10`: past runs kept in `status.history`.
-- `ARGOMLOPS_WATCH_TIMEOUT` (`--watch-timeout S`), default `300`: server-side timeout of kopf's watch
-  requests in seconds; watches are reopened after it, so a silently dropped connection heals within it.
+- `ARGOMLOPS_WATCH_TIMEOUT` (`--watch-timeout S`), default `300`: server-side timeout of kopf's watches.
 
-Flags only: `--liveness URL` (kopf's liveness endpoint, e.g. `http://0.0.0.0:8080/healthz`),
-`--standalone` (no kopf peering: one replica), `--verbose` (debug logs).
+0.14 USD is the order of magnitude of one T4 spot GPU on GKE (late 2026); set your region's price. The
+watches are reopened after their timeout, so a silently dropped connection heals within it.
 
-A bad value is an error at start-up naming the variable (exit code 2), never a silent default.
+`argomlops operator` parses flags and environment once into `OperatorSettings` and hands them to kopf
+in its memo (`kopf.run(memo=...)`); the startup handler reads them from there, and only builds them
+from the environment when the handlers run under plain `kopf run`. A bad value stops the operator at
+start-up with one line naming the variable or flag (exit code 2), never a silent default.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from argomlops.errors import InputError
 
-ENV_NAMESPACES = "ARGOMLOPS_NAMESPACES"
-ENV_PRICE = "ARGOMLOPS_PRICE_PER_GPU_HOUR"
-ENV_HISTORY = "ARGOMLOPS_HISTORY_LIMIT"
-ENV_WATCH_TIMEOUT = "ARGOMLOPS_WATCH_TIMEOUT"
-
-DEFAULT_PRICE_PER_GPU_HOUR = 0.14
-DEFAULT_HISTORY_LIMIT = 10
-DEFAULT_WATCH_TIMEOUT = 300
+ENV_PREFIX = "ARGOMLOPS_"
 
 
-@dataclass(frozen=True)
-class Settings:
+class OperatorSettings(BaseSettings):
     """What the handlers need to know about their deployment."""
 
-    namespaces: tuple[str, ...] = ()
-    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
-    history_limit: int = DEFAULT_HISTORY_LIMIT
-    watch_timeout: int = DEFAULT_WATCH_TIMEOUT
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # NoDecode: a comma list, not the JSON pydantic-settings expects of a sequence in the environment.
+    namespaces: Annotated[tuple[str, ...], NoDecode] = Field((), description="Namespaces served; () is every one.")
+    price_per_gpu_hour: float = Field(0.14, ge=0.0, allow_inf_nan=False, description="USD per GPU-hour.")
+    history_limit: int = Field(10, ge=0, description="Past runs kept in status.history.")
+    watch_timeout: int = Field(300, ge=1, description="Server-side timeout of kopf's watch requests, s.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return parse_namespaces(value) if isinstance(value, str) else value
 
     @property
     def clusterwide(self) -> bool:
         """Whether every namespace is served."""
         return not self.namespaces
-
-
-def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: float, low: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InputError(f"{name}: not a{'n integer' if kind is int else ' number'}: {raw!r}") from None
-    # float() reads "nan" and "inf"; a NaN cost is not even valid JSON for the status patch.
-    if not math.isfinite(value):
-        raise InputError(f"{name}: not a finite number: {raw!r}")
-    if value < low:
-        raise InputError(f"{name}: must be at least {low}, got {raw!r}")
-    return value
 
 
 def parse_namespaces(raw: str) -> tuple[str, ...]:
@@ -73,12 +55,31 @@ def parse_namespaces(raw: str) -> tuple[str, ...]:
     return () if names in ((), ("*",)) else names
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the environment; raises InputError naming the variable when a value is bad."""
-    env = os.environ if env is None else env
-    return Settings(
-        namespaces=parse_namespaces(env.get(ENV_NAMESPACES, "")),
-        price_per_gpu_hour=float(_number(env, ENV_PRICE, float, DEFAULT_PRICE_PER_GPU_HOUR, 0.0)),
-        history_limit=int(_number(env, ENV_HISTORY, int, DEFAULT_HISTORY_LIMIT, 0)),
-        watch_timeout=int(_number(env, ENV_WATCH_TIMEOUT, int, DEFAULT_WATCH_TIMEOUT, 1)),
-    )
+FLAGS = {
+    "namespaces": "--namespace",
+    "price_per_gpu_hour": "--price-per-gpu-hour",
+    "history_limit": "--history-limit",
+    "watch_timeout": "--watch-timeout",
+}
+"""The `argomlops operator` flag of each settings field (`--namespace` is repeatable)."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field (`history_limit` → `ARGOMLOPS_HISTORY_LIMIT`)."""
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(flags: dict[str, Any] | None = None) -> OperatorSettings:
+    """Settings from the flags given (by field name; None = not given) over the environment.
+
+    Raises:
+        InputError: one line naming the flag or variable of the first bad value.
+    """
+    given = {key: value for key, value in (flags or {}).items() if value is not None}
+    try:
+        return OperatorSettings(**given)
+    except ValidationError as exc:
+        item = exc.errors(include_url=False)[0]
+        field = str(item["loc"][0])
+        source = FLAGS[field] if field in given else env_name(field)
+        raise InputError(f"{source}: {item['msg'].removeprefix('Value error, ')} (got {item['input']!r})") from None

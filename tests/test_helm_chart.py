@@ -296,7 +296,7 @@ def test_non_default_values_reach_the_objects(chart: helm.Chart) -> None:
         found = find(objects, kind, name)
         assert sorted(o["metadata"]["namespace"] for o in found) == ["team-a", "team-b"], (kind, name)
     queue = find(objects, "ConfigMap", names.GPU_QUEUE_CONFIG_MAP)[0]
-    assert queue["data"] == {names.gpu_queue_key("nvidia-tesla-t4"): "2", names.gpu_queue_key("nvidia-l4"): "1"}
+    assert queue["data"] == {"nvidia-tesla-t4": "2", "nvidia-l4": "1"}  # one key per accelerator
     trainer = find(objects, "ServiceAccount", names.SERVICE_ACCOUNT)[0]
     assert trainer["metadata"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "trainer@my-project.iam.gserviceaccount.com"
@@ -371,14 +371,18 @@ def test_notes_tell_the_next_commands(chart: helm.Chart) -> None:
 
 
 @pytest.mark.parametrize("values", list(VALUE_SETS.values()), ids=list(VALUE_SETS))
-def test_operator_reads_the_settings_the_chart_sets(chart: helm.Chart, values: dict[str, Any]) -> None:
+def test_operator_reads_the_settings_the_chart_sets(
+    chart: helm.Chart, values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Deployment's environment, parsed by the operator's own settings loader."""
     from argomlops.operator import settings
 
     objects = render(chart, values)
     env = deployment_env(objects)
-    assert set(env) == {settings.ENV_NAMESPACES, settings.ENV_PRICE, settings.ENV_HISTORY, settings.ENV_WATCH_TIMEOUT}
-    loaded = settings.load_settings(env)
+    assert set(env) == {settings.env_name(field) for field in settings.OperatorSettings.model_fields}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    loaded = settings.load_settings()
     merged = chart.merge_values(values)
     assert loaded.price_per_gpu_hour == merged["operator"]["pricePerGpuHour"]
     assert loaded.history_limit == merged["operator"]["historyLimit"]

@@ -11,15 +11,20 @@ from typing import Any
 import pytest
 from kube.argo import LOCK_MESSAGE, PREEMPTED_MESSAGE, pod_node, retry_node, workflow_status
 
+from argomlops.config import Placement
 from argomlops.errors import InputError
-from argomlops.operator.settings import DEFAULT_PRICE_PER_GPU_HOUR, load_settings, parse_namespaces
-from argomlops.operator.status import is_preempted, run_phase, summarize_workflow
+from argomlops.operator.mlops_status import MLOpsStatus, status_patch
+from argomlops.operator.settings import OperatorSettings, load_settings, parse_namespaces
+from argomlops.operator.workflow_summary import retried_attempts, run_phase, summarize_workflow
+from argomlops.workflows.placement import placement_json
+from argomlops.workflows.run import PLACEMENT_ANNOTATION
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def wf(status: dict[str, Any] | None, gpus: str = "1") -> dict[str, Any]:
-    workflow: dict[str, Any] = {"spec": {"arguments": {"parameters": [{"name": "gpus", "value": gpus}]}}}
+def wf(status: dict[str, Any] | None, gpus: int = 1) -> dict[str, Any]:
+    annotations = {PLACEMENT_ANNOTATION: placement_json(Placement(gpus=gpus))}
+    workflow: dict[str, Any] = {"metadata": {"annotations": annotations}}
     if status is not None:
         workflow["status"] = status
     return workflow
@@ -27,7 +32,7 @@ def wf(status: dict[str, Any] | None, gpus: str = "1") -> dict[str, Any]:
 
 def test_no_status_yet_is_pending_and_free() -> None:
     run = summarize_workflow(wf(None), price_per_gpu_hour=1.0, now=NOW)
-    assert run["phase"] == "Pending" and run["costUSD"] == 0.0 and run["attempts"] == 0 and run["stage"] is None
+    assert run.phase == "Pending" and run.cost_usd == 0.0 and run.attempts == 0 and run.stage is None
 
 
 def test_a_node_waiting_for_the_gpu_lock_is_queued() -> None:
@@ -42,34 +47,27 @@ def test_a_pod_waiting_for_a_node_is_pending_then_running() -> None:
     assert run_phase(wf(workflow_status("Running", [dict(waiting, phase="Running")]))) == "Running"
 
 
-@pytest.mark.parametrize(
-    ("exit_code", "message", "preempted"),
-    [
-        (143, None, True),
-        (None, PREEMPTED_MESSAGE, True),
-        (None, "Pod was terminated due to imminent node shutdown", True),
-        (None, "pod deleted", True),
-        (1, "Error (exit code 1)", False),
-        (2, "invalid config", False),
-        (2, "Pod was terminated in response to imminent node shutdown.", False),
-        (1, "OOMKilled on a spot node", False),
-    ],
-)
-def test_preemption_is_exit_143_or_the_node_shutdown_message(
-    exit_code: int | None, message: str | None, preempted: bool
-) -> None:
-    node = pod_node("n", "vqvae(0)", "Failed", exit_code=exit_code, message=message)
-    assert is_preempted(node) is preempted
-
-
-def test_retry_after_failure_that_is_not_preemption_is_running() -> None:
-    failed = pod_node("n1", "vqvae(0)", "Failed", started="2026-11-27T10:00:00Z", exit_code=1)
+def test_an_attempt_argo_followed_with_another_is_a_preemption() -> None:
+    """The operator trusts Argo: the template retries only preemptions, so a retried attempt was one."""
+    first = pod_node("n1", "vqvae(0)", "Failed", started="2026-11-27T10:00:00Z", message=PREEMPTED_MESSAGE)
     second = pod_node("n2", "vqvae(1)", "Running", started="2026-11-27T11:00:00Z")
-    nodes = [retry_node("r", "vqvae", "Running", ["n1", "n2"]), failed, second]
-    assert run_phase(wf(workflow_status("Running", nodes))) == "Running"
-    preempted = dict(failed, outputs={"exitCode": "143"})
-    nodes = [retry_node("r", "vqvae", "Running", ["n1", "n2"]), preempted, second]
+    nodes = [retry_node("r", "vqvae", "Running", ["n1", "n2"]), first, second]
     assert run_phase(wf(workflow_status("Running", nodes))) == "Retrying"
+    assert [node["id"] for node in retried_attempts(wf(workflow_status("Running", nodes)))] == ["n1"]
+
+
+def test_a_failed_last_attempt_is_not_a_preemption() -> None:
+    """Argo did not retry it (exit 2, a bug, or the budget spent): the run failed, nothing was preempted."""
+    failed = pod_node("n1", "vqvae(0)", "Failed", started="2026-11-27T10:00:00Z", exit_code=2, message="error: x")
+    nodes = [retry_node("r", "vqvae", "Failed", ["n1"]), failed]
+    run = summarize_workflow(wf(workflow_status("Failed", nodes)), price_per_gpu_hour=0.1, now=NOW)
+    assert (run.phase, run.preemptions, run.attempts, run.message) == ("Failed", 0, 1, "error: x")
+
+
+def test_a_single_running_attempt_is_running_not_retrying() -> None:
+    running = pod_node("n1", "vqvae(0)", "Running", started="2026-11-27T10:00:00Z")
+    nodes = [retry_node("r", "vqvae", "Running", ["n1"]), running]
+    assert run_phase(wf(workflow_status("Running", nodes))) == "Running"
 
 
 def test_cost_counts_every_attempt_and_the_running_one_until_now() -> None:
@@ -79,46 +77,64 @@ def test_cost_counts_every_attempt_and_the_running_one_until_now() -> None:
         ),
         pod_node("b", "vqvae(1)", "Running", started="2026-11-27T11:00:00Z", progress="7/10"),
     ]
-    run = summarize_workflow(wf(workflow_status("Running", nodes), gpus="4"), price_per_gpu_hour=0.25, now=NOW)
-    assert run["gpuHours"] == pytest.approx(4 * 2.5)
-    assert run["costUSD"] == pytest.approx(4 * 2.5 * 0.25)
-    assert (run["stage"], run["epoch"], run["attempts"], run["preemptions"]) == ("vqvae", "7/10", 2, 1)
+    nodes.append(retry_node("r", "vqvae", "Running", ["a", "b"]))
+    run = summarize_workflow(wf(workflow_status("Running", nodes), gpus=4), price_per_gpu_hour=0.25, now=NOW)
+    assert run.gpu_hours == pytest.approx(4 * 2.5)
+    assert run.cost_usd == pytest.approx(4 * 2.5 * 0.25)
+    assert (run.stage, run.epoch, run.attempts, run.preemptions) == ("vqvae", "7/10", 2, 1)
 
 
 def test_error_is_failed_with_the_failed_pods_message() -> None:
     node = pod_node("a", "pixelcnn(0)", "Error", started="2026-11-27T09:00:00Z", message="OOMKilled")
     run = summarize_workflow(wf(workflow_status("Error", [node])), price_per_gpu_hour=0.1, now=NOW)
-    assert (run["phase"], run["message"], run["stage"]) == ("Failed", "OOMKilled", "pixelcnn")
+    assert (run.phase, run.message, run.stage) == ("Failed", "OOMKilled", "pixelcnn")
 
 
 def test_garbage_in_status_is_tolerated() -> None:
     odd = {"phase": "Running", "nodes": {"x": "not a node", "y": {"type": "Pod", "startedAt": "yesterday"}}}
-    run = summarize_workflow(wf(odd, gpus="many"), price_per_gpu_hour=0.1, now=NOW)
+    workflow = {"metadata": {"annotations": {PLACEMENT_ANNOTATION: "{not json"}}, "status": odd}
+    run = summarize_workflow(workflow, price_per_gpu_hour=0.1, now=NOW)
     # A pod node without a phase has not been seen running; an unreadable time costs nothing.
-    assert run["phase"] == "Pending" and run["gpuHours"] == 0.0
+    assert run.phase == "Pending" and run.gpu_hours == 0.0
 
 
-def test_settings_from_env_with_defaults_and_clear_errors() -> None:
-    assert load_settings({}).price_per_gpu_hour == DEFAULT_PRICE_PER_GPU_HOUR == 0.14
-    settings = load_settings(
-        {
-            "ARGOMLOPS_NAMESPACES": "ml, research",
-            "ARGOMLOPS_PRICE_PER_GPU_HOUR": "0.35",
-            "ARGOMLOPS_HISTORY_LIMIT": "3",
-            "ARGOMLOPS_WATCH_TIMEOUT": "60",
-        }
-    )
+def test_settings_from_env_with_defaults_and_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().price_per_gpu_hour == OperatorSettings.model_fields["price_per_gpu_hour"].default == 0.14
+    values = {
+        "ARGOMLOPS_NAMESPACES": "ml, research",
+        "ARGOMLOPS_PRICE_PER_GPU_HOUR": "0.35",
+        "ARGOMLOPS_HISTORY_LIMIT": "3",
+        "ARGOMLOPS_WATCH_TIMEOUT": "60",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
     assert (settings.namespaces, settings.price_per_gpu_hour, settings.history_limit, settings.watch_timeout) == (
         ("ml", "research"),
         0.35,
         3,
         60,
     )
-    assert parse_namespaces("*") == () and load_settings({"ARGOMLOPS_NAMESPACES": "*"}).clusterwide
-    with pytest.raises(InputError, match="ARGOMLOPS_HISTORY_LIMIT: not an integer: 'ten'"):
-        load_settings({"ARGOMLOPS_HISTORY_LIMIT": "ten"})
-    with pytest.raises(InputError, match=r"ARGOMLOPS_PRICE_PER_GPU_HOUR: must be at least 0\.0"):
-        load_settings({"ARGOMLOPS_PRICE_PER_GPU_HOUR": "-1"})
+    # A flag wins over its variable.
+    assert load_settings({"history_limit": "7", "namespaces": "*"}).history_limit == 7
+    assert load_settings({"namespaces": "*"}).clusterwide and parse_namespaces("*") == ()
+    monkeypatch.setenv("ARGOMLOPS_HISTORY_LIMIT", "ten")
+    with pytest.raises(InputError, match=r"^ARGOMLOPS_HISTORY_LIMIT: Input should be a valid integer.* \(got 'ten'\)$"):
+        load_settings()
+    with pytest.raises(InputError, match=r"^--history-limit: Input should be greater than or equal to 0 \(got '-1'\)$"):
+        load_settings({"history_limit": "-1"})
+    monkeypatch.delenv("ARGOMLOPS_HISTORY_LIMIT")
     for raw in ("nan", "inf"):
-        with pytest.raises(InputError, match=f"ARGOMLOPS_PRICE_PER_GPU_HOUR: not a finite number: '{raw}'"):
-            load_settings({"ARGOMLOPS_PRICE_PER_GPU_HOUR": raw})
+        monkeypatch.setenv("ARGOMLOPS_PRICE_PER_GPU_HOUR", raw)
+        with pytest.raises(InputError, match=r"^ARGOMLOPS_PRICE_PER_GPU_HOUR: Input should be a finite number"):
+            load_settings()
+
+
+def test_status_patches_are_spelled_as_the_crd_and_checked() -> None:
+    patch = status_patch(run_id="r", cost_usd=1.5, stage=None, history=[{"runId": "old", "phase": "Failed"}])
+    assert patch == {"runId": "r", "costUSD": 1.5, "stage": None, "history": [{"runId": "old", "phase": "Failed"}]}
+    with pytest.raises(TypeError, match="cost_us"):
+        status_patch(cost_us=1.0)
+    with pytest.raises(ValueError, match="phase"):
+        status_patch(phase="Sleeping")
+    assert set(MLOpsStatus.model_fields) >= {"phase", "run_phase", "history", "cost_usd"}
