@@ -7,10 +7,10 @@ expr evaluator (Argo's controller is not available here), so these tests check i
 from __future__ import annotations
 
 import pytest
+from argo_expr import ExprError, evaluate, nest, render, should_retry
 
-from argomlops.workflows.expr import ExprError, evaluate, nest, render
 from argomlops.workflows.generate import template_dict
-from argomlops.workflows.retry import PREEMPTION_EXPRESSION, should_retry
+from argomlops.workflows.retry import PREEMPTION_EXPRESSION
 
 SHUTDOWN = "Pod was terminated in response to imminent node shutdown."
 

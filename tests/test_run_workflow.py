@@ -1,7 +1,8 @@
-"""The per-run Workflow built by `build_run_workflow`: name, labels, arguments, and the Argo schema."""
+"""The per-run Workflow built by `build_run_workflow`: name, labels, arguments, placement, the Argo schema."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
@@ -10,7 +11,8 @@ from argo_schema import problems
 
 from argomlops.config import MLOpsSpec
 from argomlops.workflows import names
-from argomlops.workflows.run import build_run_workflow
+from argomlops.workflows.run import PLACEMENT_ANNOTATION, build_run_workflow
+from argomlops.workflows.template import parameter_defaults
 
 RUN_ID = "2026-11-27_09h01m09s"
 
@@ -58,13 +60,11 @@ def test_workflow_references_the_template_with_every_parameter() -> None:
     assert workflow["metadata"]["namespace"] == "ml"
     assert workflow["spec"]["workflowTemplateRef"] == {"name": "argomlops-train"}
     params = _params(workflow)
-    assert set(params) == set(names.PARAMETERS)
+    assert list(params) == list(parameter_defaults())
     assert params["run-id"] == RUN_ID
     assert params["config-map"] == "fafa-2026-11-27-09h01m09s"
-    assert params["stages"] == "vqvae,pixelcnn"
-    assert params["gpus"] == "1"
+    assert params["run-vqvae"] == params["run-pixelcnn"] == "true"
     assert params["accelerator"] == "nvidia-tesla-t4"
-    assert params["spot"] == "true"
     assert params["max-preemptions"] == "10"
     assert params["git-repo"] == params["git-revision"] == params["command"] == ""
 
@@ -92,14 +92,42 @@ def test_placement_and_deadline_follow_the_spec() -> None:
     )
     workflow = _build(spec)
     params = _params(workflow)
-    assert params["stages"] == "pixelcnn"
-    assert params["gpus"] == "2"
+    assert (params["run-vqvae"], params["run-pixelcnn"]) == ("false", "true")
     assert params["accelerator"] == "nvidia-l4"
-    assert params["spot"] == "false"
     assert params["max-preemptions"] == "3"
+    assert workflow["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    patch = json.loads(workflow["spec"]["podSpecPatch"])
+    assert patch["containers"] == [
+        {"name": "main", "resources": {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}}
+    ]
+    assert json.loads(workflow["metadata"]["annotations"][PLACEMENT_ANNOTATION])["gpus"] == 2
     assert params["artifacts"] == "gs://antfield/FAFA/artifacts"
     assert workflow["spec"]["activeDeadlineSeconds"] == 3600
     assert workflow["metadata"]["annotations"]["argomlops.dev/artifacts"] == f"gs://antfield/FAFA/artifacts/{RUN_ID}"
+
+
+def test_default_placement_is_one_spot_t4() -> None:
+    spec = _build()["spec"]
+    assert spec["nodeSelector"] == {
+        "cloud.google.com/gke-spot": "true",
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4",
+    }
+    patch = json.loads(spec["podSpecPatch"])
+    (main,) = patch["containers"]
+    assert main == {
+        "name": "main",
+        "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}},
+    }
+    # Time to write a checkpoint after an ordinary deletion (a spot VM gives about 15 s whatever it says).
+    assert patch["terminationGracePeriodSeconds"] >= 30
+
+
+def test_cpu_only_run_asks_for_no_gpu_and_no_accelerator() -> None:
+    spec = _build(MLOpsSpec.model_validate({"placement": {"gpus": 0}}))["spec"]
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    assert "containers" not in json.loads(spec["podSpecPatch"])
+    on_demand = _build(MLOpsSpec.model_validate({"placement": {"gpus": 0, "spot": False}}))["spec"]
+    assert "nodeSelector" not in on_demand
 
 
 def test_git_source_becomes_repo_revision_and_a_shell_quoted_command() -> None:

@@ -1,8 +1,9 @@
 """The `argomlops-train` WorkflowTemplate: golden file, Argo schema, and what each part of it does.
 
-No Argo controller runs here. Where the template relies on Argo substituting parameters (`{{...}}`),
-evaluating `when` conditions or `{{=...}}` expression tags, the tests render those strings with
-`argomlops.workflows.expr`, which implements the subset the template uses and rejects anything else.
+No Argo controller runs here. Where the template relies on Argo substituting parameters (`{{...}}`) or
+evaluating `when` conditions, the tests render those strings with tests/argo_expr.py, which implements
+the subset the template uses and rejects anything else. Placement is not in the template at all (the
+per-run Workflow carries it as plain values: tests/test_run_workflow.py).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
+from argo_expr import render
 from argo_schema import problems
 
 from argomlops.config import MLOpsSpec
 from argomlops.workflows import names
-from argomlops.workflows.expr import evaluate, nest, render
 from argomlops.workflows.generate import TEMPLATE_YAML, main, template_dict, template_yaml
 from argomlops.workflows.retry import PREEMPTION_EXPRESSION
 from argomlops.workflows.run import run_parameters
+from argomlops.workflows.template import parameter_defaults
 
 RUN_ID = "2026-11-27_09h01m09s"
 
@@ -51,23 +53,13 @@ def _variables(spec: MLOpsSpec | None = None, stage: str = "vqvae") -> dict[str,
 
 def _runs(template: dict[str, Any], spec: MLOpsSpec) -> dict[str, bool]:
     """Which DAG tasks of a run would execute: each `when` rendered, then evaluated (govaluate subset)."""
+    from argo_expr import evaluate
+
     variables = _variables(spec)
     return {
         name: evaluate(render(task["when"], variables), {}) if "when" in task else True
         for name, task in _tasks(template).items()
     }
-
-
-def _node_selector(leaf: dict[str, Any], spec: MLOpsSpec) -> dict[str, str]:
-    """The pod's nodeSelector after the rendered podSpecPatch (a strategic merge: null deletes a key)."""
-    patch = json.loads(render(leaf["podSpecPatch"], _variables(spec)))
-    selector = dict(leaf.get("nodeSelector", {}))
-    for key, value in patch["nodeSelector"].items():
-        if value is None:
-            selector.pop(key, None)
-        else:
-            selector[key] = value
-    return selector
 
 
 # --- the generated file ---------------------------------------------------------------------------
@@ -104,12 +96,29 @@ def test_strict_schema_catches_a_removed_field(template: dict[str, Any]) -> None
 
 def test_every_parameter_is_declared_and_used(template: dict[str, Any]) -> None:
     declared = [p["name"] for p in template["spec"]["arguments"]["parameters"]]
-    assert declared == list(names.PARAMETERS)
+    assert declared == list(parameter_defaults())
     text = json.dumps(template["spec"]["templates"])
     used = set(re.findall(r"workflow\.parameters\.([a-z-]+)", text))
     assert used == set(declared)
     required = {p["name"] for p in template["spec"]["arguments"]["parameters"] if "value" not in p}
     assert required == {names.P_RUN_ID, names.P_CONFIG_MAP, names.P_ARTIFACTS}
+
+
+def test_parameter_defaults_are_the_models_defaults(template: dict[str, Any]) -> None:
+    """A Workflow that leaves a parameter out gets what a manifest that leaves the field out gets."""
+    defaults = {p["name"]: p.get("value") for p in template["spec"]["arguments"]["parameters"]}
+    spec = MLOpsSpec()
+    given = run_parameters(run_id=RUN_ID, config_map="cm", spec=spec)
+    for key, value in defaults.items():
+        if value is not None:
+            assert given[key] == value, key
+    assert template["spec"]["activeDeadlineSeconds"] == spec.placement.active_deadline_seconds
+
+
+def test_no_expression_tags_anywhere(template: dict[str, Any]) -> None:
+    """Argo computes nothing here: `{{=...}}` tags (mis-evaluated with retries in Argo's past) are absent."""
+    assert "{{=" not in json.dumps(template)
+    assert all("podSpecPatch" not in leaf for leaf in template["spec"]["templates"])
 
 
 # --- the DAG ----------------------------------------------------------------------------------------
@@ -170,34 +179,12 @@ def test_run_config_is_mounted_read_only(template: dict[str, Any], leaf: str) ->
 
 
 @pytest.mark.parametrize("leaf", ["train", "git-command"])
-def test_spot_gpu_placement(template: dict[str, Any], leaf: str) -> None:
+def test_gpu_and_spot_nodes_are_tolerated(template: dict[str, Any], leaf: str) -> None:
     pod = _templates(template)[leaf]
-    assert _node_selector(pod, MLOpsSpec()) == {
-        "cloud.google.com/gke-spot": "true",
-        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4",
-    }
-    patch = json.loads(render(pod["podSpecPatch"], _variables()))
-    (main_patch,) = patch["containers"]
-    assert main_patch["name"] == "main"
-    assert main_patch["resources"] == {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}
-    assert patch["terminationGracePeriodSeconds"] >= 30
     tolerations = {(t["key"], t["effect"]) for t in pod["tolerations"]}
     assert {("nvidia.com/gpu", "NoSchedule"), ("cloud.google.com/gke-spot", "NoSchedule")} <= tolerations
     requests = pod["container"]["resources"]["requests"]
     assert requests["cpu"] and requests["memory"]
-
-
-def test_on_demand_and_other_accelerators(template: dict[str, Any]) -> None:
-    pod = _templates(template)["train"]
-    spec = MLOpsSpec.model_validate({"placement": {"spot": False, "accelerator": "nvidia-l4", "gpus": 2}})
-    assert _node_selector(pod, spec) == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    patch = json.loads(render(pod["podSpecPatch"], _variables(spec)))
-    assert patch["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
-
-
-def test_cpu_only_run_drops_the_accelerator_selector(template: dict[str, Any]) -> None:
-    spec = MLOpsSpec.model_validate({"placement": {"gpus": 0}})
-    assert _node_selector(_templates(template)["train"], spec) == {"cloud.google.com/gke-spot": "true"}
 
 
 @pytest.mark.parametrize("leaf", ["train", "git-command"])
@@ -216,7 +203,7 @@ def test_gpu_queue_semaphore(template: dict[str, Any], leaf: str) -> None:
     ref = semaphore["configMapKeyRef"]
     assert ref["name"] == names.GPU_QUEUE_CONFIG_MAP == "argomlops-gpu-queue"
     spec = MLOpsSpec.model_validate({"placement": {"accelerator": "nvidia-l4"}})
-    assert render(ref["key"], _variables(spec)) == names.gpu_queue_key("nvidia-l4") == "nvidia-l4"
+    assert render(ref["key"], _variables(spec)) == "nvidia-l4"
 
 
 def test_workload_identity_and_non_root(template: dict[str, Any]) -> None:
@@ -275,11 +262,6 @@ def test_git_source_is_checked_out_and_its_command_run(template: dict[str, Any])
     env = {e["name"]: render(e["value"], variables) for e in container["env"]}
     assert env["ARGOMLOPS_CONFIG"] == "/etc/argomlops/run.yaml"
     assert env["ARGOMLOPS_RUN_ID"] == RUN_ID
-
-
-def test_expression_tags_see_nested_parameters() -> None:
-    variables = nest({"workflow.parameters.spot": "true"})
-    assert evaluate("workflow.parameters.spot == 'true'", variables) is True
 
 
 def test_a_failed_pod_reports_its_last_log_lines(template: dict[str, Any]) -> None:

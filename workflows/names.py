@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from argomlops.config import STAGE_ORDER
+
 TEMPLATE_NAME = "argomlops-train"
 """The WorkflowTemplate every run references (installed by the Helm chart)."""
 
@@ -37,39 +39,23 @@ P_CONFIG_MAP = "config-map"
 P_ARTIFACTS = "artifacts"
 P_IMAGE = "image"
 P_STAGES = "stages"
-P_GPUS = "gpus"
 P_ACCELERATOR = "accelerator"
-P_SPOT = "spot"
 P_MAX_PREEMPTIONS = "max-preemptions"
 P_GIT_REPO = "git-repo"
 P_GIT_REVISION = "git-revision"
 P_COMMAND = "command"
-PARAMETERS: tuple[str, ...] = (
-    P_RUN_ID,
-    P_CONFIG_MAP,
-    P_ARTIFACTS,
-    P_IMAGE,
-    P_STAGES,
-    P_GPUS,
-    P_ACCELERATOR,
-    P_SPOT,
-    P_MAX_PREEMPTIONS,
-    P_GIT_REPO,
-    P_GIT_REVISION,
-    P_COMMAND,
-)
+P_RUN_STAGE: dict[str, str] = {stage: f"run-{stage}" for stage in STAGE_ORDER}
+"""One "true"/"false" parameter per stage (`run-vqvae`, `run-pixelcnn`): whether the run takes it."""
+
+
+def run_labels(name: str, run_id: str) -> dict[str, str]:
+    """The labels of everything a run creates: its MLOps object's name and its run id."""
+    return {LABEL_MLOPS: name, LABEL_RUN_ID: run_id}
+
 
 # Argo refuses Workflow names over 63 characters: it copies the name into pod label values.
 MAX_NAME_LENGTH = 63
 _NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
-
-
-def gpu_queue_key(accelerator: str) -> str:
-    """The key of the GPU queue ConfigMap whose value is the number of runs that may hold `accelerator` at once.
-
-    The key is the accelerator itself (`nvidia-tesla-t4`), so one ConfigMap serves every GPU type.
-    """
-    return accelerator
 
 
 def k8s_name(name: str, run_id: str) -> str:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
 from hera.workflows import Parameter, Workflow
 from hera.workflows.models import Metadata, WorkflowTemplateRef
 
-from argomlops.config import MLOpsSpec
+from argomlops.config import STAGE_ORDER, MLOpsSpec
 from argomlops.workflows import names
+from argomlops.workflows.placement import node_selector, placement_json, pod_spec_patch
 
 TITLE_ANNOTATION = "workflows.argoproj.io/title"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
 ARTIFACTS_ANNOTATION = "argomlops.dev/artifacts"
 MLOPS_ANNOTATION = "argomlops.dev/mlops-object"
+PLACEMENT_ANNOTATION = "argomlops.dev/placement"
+"""The run's `spec.placement` as JSON: what its pods were placed with (GPUs per pod, for the cost)."""
 
 
 def run_uri(spec: MLOpsSpec, run_id: str) -> str:
@@ -31,10 +35,8 @@ def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str
         names.P_CONFIG_MAP: config_map,
         names.P_ARTIFACTS: spec.artifacts,
         names.P_IMAGE: spec.image,
-        names.P_STAGES: ",".join(spec.stages),
-        names.P_GPUS: str(placement.gpus),
+        **{names.P_RUN_STAGE[stage]: "true" if stage in spec.stages else "false" for stage in STAGE_ORDER},
         names.P_ACCELERATOR: placement.accelerator,
-        names.P_SPOT: "true" if placement.spot else "false",
         names.P_MAX_PREEMPTIONS: str(placement.max_preemptions),
         names.P_GIT_REPO: git.repo if git else "",
         names.P_GIT_REVISION: git.revision if git else "",
@@ -44,13 +46,20 @@ def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str
 
 
 def build_run_workflow(
-    *, name: str, namespace: str, run_id: str, config_map: str, spec: MLOpsSpec, labels: dict[str, str]
+    *,
+    name: str,
+    namespace: str,
+    run_id: str,
+    config_map: str,
+    spec: MLOpsSpec,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return the Workflow that runs one MLOps run through the `argomlops-train` WorkflowTemplate.
 
     The Workflow is named `k8s_name(name, run_id)`, carries `labels` (plus the two argomlops labels) on
-    itself and on every pod, and passes the run as template arguments. Nothing is sent anywhere: the
-    caller creates the dict through the Kubernetes API.
+    itself and on every pod, passes the run as template arguments and places every pod as
+    `spec.placement` says (`placement.py`). Nothing is sent anywhere: the caller creates the dict
+    through the Kubernetes API.
 
     Args:
         name: the MLOps object's name.
@@ -58,9 +67,9 @@ def build_run_workflow(
         run_id: the run id, e.g. `2026-11-27_09h01m09s`.
         config_map: the per-run ConfigMap holding `run.yaml`.
         spec: the validated MLOps spec.
-        labels: extra labels for the Workflow and its pods.
+        labels: extra labels for the Workflow and its pods (the two run labels are always added).
     """
-    all_labels = {**labels, names.LABEL_MLOPS: name, names.LABEL_RUN_ID: run_id}
+    all_labels = {**(labels or {}), **names.run_labels(name, run_id)}
     uri = run_uri(spec, run_id)
     what = f"git {spec.git.repo}@{spec.git.revision}" if spec.git else "stages " + ", ".join(spec.stages)
     annotations = {
@@ -69,6 +78,7 @@ def build_run_workflow(
         DESCRIPTION_ANNOTATION: f"MLOps {namespace}/{name}, run {run_id}: {what}; artifacts in {uri}",
         ARTIFACTS_ANNOTATION: uri,
         MLOPS_ANNOTATION: f"{namespace}/{name}",
+        PLACEMENT_ANNOTATION: placement_json(spec.placement),
     }
     parameters = run_parameters(run_id=run_id, config_map=config_map, spec=spec)
     workflow = Workflow(
@@ -79,6 +89,9 @@ def build_run_workflow(
         workflow_template_ref=WorkflowTemplateRef(name=names.TEMPLATE_NAME),
         arguments=[Parameter(name=key, value=value) for key, value in parameters.items()],
         active_deadline_seconds=spec.placement.active_deadline_seconds,
+        node_selector=node_selector(spec.placement) or None,
+        # JSON, as Argo's podSpecPatch takes it; a plain value, never an expression.
+        pod_spec_patch=json.dumps(pod_spec_patch(spec.placement), sort_keys=True),
         # Argo does not copy a Workflow's labels to its pods; podMetadata does.
         pod_metadata=Metadata(labels=all_labels),
     )

@@ -7,14 +7,18 @@ One DAG, three tasks:
 - `command`: a user's git repository, checked out at /src, running the `command` parameter.
 
 Both leaf templates share one pod recipe: the per-run ConfigMap mounted read-only at /etc/argomlops, the
-GPU placement, the GPU queue semaphore, the preemption retry strategy, a non-root security context and
-the `argomlops-trainer` service account (GKE Workload Identity: no key files in pods).
+tolerations of GPU and spot nodes, the GPU queue semaphore, the preemption retry strategy, a non-root
+security context and the `argomlops-trainer` service account (GKE Workload Identity: no key files in pods).
 
-Placement that depends on parameters lives in `podSpecPatch` because Argo cannot template resource
-quantities (`nvidia.com/gpu: "{{...}}"` fails to parse as a Quantity) nor add or drop a nodeSelector key
-with a plain parameter. Two expression tags do that: the `cloud.google.com/gke-spot` selector is set
-only when `spot` is "true" (on-demand nodes carry no such label, so `"false"` could never match) and the
-accelerator selector is dropped when `gpus` is "0". `null` deletes a key in a strategic merge patch.
+Placement is not in the template: node selectors, GPU requests and the termination grace period
+depend on the run's `spec.placement`, and the operator writes them as plain values into each per-run
+Workflow (`argomlops.workflows.placement`). Computing them here from parameters would take `{{=...}}`
+expression tags inside `podSpecPatch`, which Argo has mis-evaluated together with retries (argo
+issues #10362, #12941, #5388) and which nothing here can run; plain values are exactly what the tests see.
+
+Each stage has its own "true"/"false" parameter (`run-vqvae`, `run-pixelcnn`), so a task's `when` is
+one comparison and a new stage is one more parameter. Parameter defaults come from the models
+(`MLOpsSpec()`), so the template and a manifest without those fields agree.
 
 Progress: Argo gives every main container `$ARGO_PROGRESS_FILE` and its executor reads the "N/M" the
 trainer writes there (every 3 s; patched to the controller every `ARGO_PROGRESS_PATCH_TICK_DURATION`,
@@ -27,8 +31,9 @@ from __future__ import annotations
 from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
 from hera.workflows import models as m
 
-from argomlops.config import STAGE_ORDER
+from argomlops.config import STAGE_ORDER, MLOpsSpec
 from argomlops.workflows import names
+from argomlops.workflows.placement import GPU_RESOURCE, SPOT_LABEL
 from argomlops.workflows.retry import (
     BACKOFF_CAP,
     BACKOFF_DURATION,
@@ -37,13 +42,6 @@ from argomlops.workflows.retry import (
     RETRY_POLICY,
 )
 
-DEFAULT_IMAGE = "ghcr.io/argomlops/argomlops-trainer:0.1.0"
-TERMINATION_GRACE_SECONDS = 60
-"""Time between SIGTERM and SIGKILL for an ordinary deletion (drain, `argo stop`): enough to write a
-checkpoint. A GKE spot preemption does not honour it: graceful node shutdown gives non-system pods
-about 15 s of the VM's 30 s notice, so the trainer must checkpoint within that."""
-ACTIVE_DEADLINE_SECONDS = 86400
-"""Default hard limit on one run; the per-run Workflow sets `placement.activeDeadlineSeconds`."""
 TTL_AFTER_SUCCESS = 3 * 86400
 TTL_AFTER_FAILURE = 7 * 86400
 """Finished Workflows stay a few days for the UI and the operator's status, failures longer."""
@@ -53,35 +51,36 @@ MEMORY_LIMIT = "12Gi"
 """Sized for a GKE n1-standard-4 + T4 node (about 3.9 CPU and 12.6 GiB allocatable)."""
 UID = 1000
 
-SPOT_LABEL = "cloud.google.com/gke-spot"
-ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
-GPU_RESOURCE = "nvidia.com/gpu"
 
-PARAMETER_DEFAULTS: dict[str, str | None] = {
-    names.P_RUN_ID: None,
-    names.P_CONFIG_MAP: None,
-    names.P_ARTIFACTS: None,
-    names.P_IMAGE: DEFAULT_IMAGE,
-    names.P_STAGES: "vqvae,pixelcnn",
-    names.P_GPUS: "1",
-    names.P_ACCELERATOR: "nvidia-tesla-t4",
-    names.P_SPOT: "true",
-    names.P_MAX_PREEMPTIONS: "10",
-    names.P_GIT_REPO: "",
-    names.P_GIT_REVISION: "",
-    names.P_COMMAND: "",
-}
-"""Default of each template parameter; None = required (the per-run Workflow always passes all)."""
+def parameter_defaults() -> dict[str, str | None]:
+    """Default of each template parameter, from the models; None = required (every run passes it)."""
+    spec = MLOpsSpec()
+    defaults: dict[str, str | None] = {
+        names.P_RUN_ID: None,
+        names.P_CONFIG_MAP: None,
+        names.P_ARTIFACTS: None,
+        names.P_IMAGE: spec.image,
+    }
+    defaults.update({names.P_RUN_STAGE[stage]: _bool(stage in spec.stages) for stage in STAGE_ORDER})
+    defaults.update(
+        {
+            names.P_ACCELERATOR: spec.placement.accelerator,
+            names.P_MAX_PREEMPTIONS: str(spec.placement.max_preemptions),
+            names.P_GIT_REPO: "",
+            names.P_GIT_REVISION: "",
+            names.P_COMMAND: "",
+        }
+    )
+    return defaults
+
 
 PARAMETER_DESCRIPTIONS = {
     names.P_RUN_ID: "Run id, e.g. 2026-11-27_09h01m09s; the run writes <artifacts>/<run-id>/.",
     names.P_CONFIG_MAP: "ConfigMap holding run.yaml, mounted read-only at /etc/argomlops.",
     names.P_ARTIFACTS: "Artifacts base URI (gs://bucket/prefix).",
     names.P_IMAGE: "Trainer container image.",
-    names.P_STAGES: "Comma-separated stages to run: vqvae, pixelcnn.",
-    names.P_GPUS: "GPUs per training pod; 0 runs on CPU and drops the accelerator selector.",
-    names.P_ACCELERATOR: "GKE accelerator (node label value and GPU queue key).",
-    names.P_SPOT: "true: only spot nodes; false: no spot selector.",
+    **{names.P_RUN_STAGE[stage]: f"true: the run trains its {stage} stage." for stage in STAGE_ORDER},
+    names.P_ACCELERATOR: "GKE accelerator: the GPU queue key (placement itself is in the per-run Workflow).",
     names.P_MAX_PREEMPTIONS: "How many preemptions each stage may survive.",
     names.P_GIT_REPO: "Optional https git repository whose command replaces the built-in trainer.",
     names.P_GIT_REVISION: "Branch, tag or commit of git-repo.",
@@ -89,48 +88,21 @@ PARAMETER_DESCRIPTIONS = {
 }
 
 
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
 def _wf(parameter: str) -> str:
     return f"{{{{workflow.parameters.{parameter}}}}}"
 
 
-def _stage_lists(stage: str) -> list[str]:
-    """Every `stages` value that includes `stage`: the ordered, non-empty subsets of the stage order."""
-    order = list(STAGE_ORDER)
-    subsets = ([s for i, s in enumerate(order) if mask >> i & 1] for mask in range(1, 2 ** len(order)))
-    return sorted(",".join(subset) for subset in subsets if stage in subset)
-
-
 def _when_stage(stage: str) -> str:
-    # Only quoted strings, ==, &&, || and parentheses: govaluate (Argo 3.x `when`) and expr (which
-    # newer Argo versions move `when` to) read them alike; a regex operator would tie us to one.
-    listed = " || ".join(f"'{_wf(names.P_STAGES)}' == '{value}'" for value in _stage_lists(stage))
-    return f"'{_wf(names.P_GIT_REPO)}' == '' && ({listed})"
+    # Only quoted strings, == and &&: govaluate (Argo 3.x `when`) and expr (which newer Argo versions
+    # move `when` to) read them alike.
+    return f"'{_wf(names.P_GIT_REPO)}' == '' && '{_wf(names.P_RUN_STAGE[stage])}' == 'true'"
 
 
 WHEN_COMMAND = f"'{_wf(names.P_GIT_REPO)}' != ''"
-
-
-def placement_patch() -> str:
-    """The leaf templates' `podSpecPatch`: node selectors, GPU count and termination grace period (JSON)."""
-    spot = f"{{{{=workflow.parameters.{names.P_SPOT} == 'true' ? '\"true\"' : 'null'}}}}"
-    accelerator = (
-        f"{{{{=workflow.parameters.{names.P_GPUS} == '0' ? 'null' : "
-        f"'\"' + workflow.parameters.{names.P_ACCELERATOR} + '\"'}}}}"
-    )
-    gpus = f'{{"{GPU_RESOURCE}": "{_wf(names.P_GPUS)}"}}'
-    lines = [
-        "{",
-        f'  "terminationGracePeriodSeconds": {TERMINATION_GRACE_SECONDS},',
-        '  "nodeSelector": {',
-        f'    "{SPOT_LABEL}": {spot},',
-        f'    "{ACCELERATOR_LABEL}": {accelerator}',
-        "  },",
-        '  "containers": [',
-        f'    {{"name": "main", "resources": {{"requests": {gpus}, "limits": {gpus}}}}}',
-        "  ]",
-        "}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def retry_strategy() -> m.RetryStrategy:
@@ -206,7 +178,6 @@ def _leaf(
         volumes=[m.Volume(name="run-config", config_map=m.ConfigMapVolumeSource(name=_wf(names.P_CONFIG_MAP)))],
         volume_mounts=[m.VolumeMount(name="run-config", mount_path=names.CONFIG_MOUNT, read_only=True)],
         resources=Resources(cpu_request=CPU_REQUEST, memory_request=MEMORY_REQUEST, memory_limit=MEMORY_LIMIT),
-        pod_spec_patch=placement_patch(),
         tolerations=tolerations(),
         retry_strategy=retry_strategy(),
         synchronization=gpu_queue(),
@@ -266,7 +237,6 @@ def git_container() -> Container:
                 "ARGOMLOPS_CONFIG": names.CONFIG_PATH,
                 "ARGOMLOPS_RUN_ID": _wf(names.P_RUN_ID),
                 "ARGOMLOPS_ARTIFACTS": _wf(names.P_ARTIFACTS),
-                "ARGOMLOPS_STAGES": _wf(names.P_STAGES),
             }
         ),
     )
@@ -278,7 +248,7 @@ def build_train_template() -> WorkflowTemplate:
         Parameter(name=key, value=default, description=PARAMETER_DESCRIPTIONS[key])
         if default is not None
         else Parameter(name=key, description=PARAMETER_DESCRIPTIONS[key])
-        for key, default in PARAMETER_DEFAULTS.items()
+        for key, default in parameter_defaults().items()
     ]
     with WorkflowTemplate(
         name=names.TEMPLATE_NAME,
@@ -291,7 +261,8 @@ def build_train_template() -> WorkflowTemplate:
         arguments=arguments,
         service_account_name=names.SERVICE_ACCOUNT,
         security_context=pod_security(),
-        active_deadline_seconds=ACTIVE_DEADLINE_SECONDS,
+        # The per-run Workflow sets the run's own placement.activeDeadlineSeconds; this is the default.
+        active_deadline_seconds=MLOpsSpec().placement.active_deadline_seconds,
         # Successful pods go at once; failed ones stay so `kubectl logs` works until the TTL removes the run.
         pod_gc=m.PodGC(strategy="OnPodSuccess"),
         ttl_strategy=m.TTLStrategy(seconds_after_success=TTL_AFTER_SUCCESS, seconds_after_failure=TTL_AFTER_FAILURE),
@@ -300,7 +271,10 @@ def build_train_template() -> WorkflowTemplate:
         train = train_container()
         git = git_container()
         with DAG(name="run"):
-            train(name="vqvae", arguments={"stage": "vqvae"}, when=_when_stage("vqvae"))
-            train(name="pixelcnn", arguments={"stage": "pixelcnn"}, when=_when_stage("pixelcnn"), depends="vqvae")
+            previous: str | None = None
+            for stage in STAGE_ORDER:
+                # `depends: <task>` also holds when that task was skipped, so a run may start at any stage.
+                train(name=stage, arguments={"stage": stage}, when=_when_stage(stage), depends=previous)
+                previous = stage
             git(name="command", when=WHEN_COMMAND)
     return template

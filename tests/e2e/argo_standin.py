@@ -5,7 +5,7 @@ and nothing more. It reads the Workflow and the WorkflowTemplate from the test A
 
 1. resolves parameters (template defaults, overridden by the Workflow's arguments);
 2. walks the entrypoint DAG in `depends` order, evaluating each task's `when` with Argo's semantics
-   (`argomlops.workflows.expr`, the evaluator the template's own tests check against Argo's Go engines);
+   (tests/argo_expr.py, the evaluator the template's own tests check against Argo's Go engines);
 3. runs each leaf's container exactly as the template specifies it - same command, args and env, with
    every `{{...}}` tag rendered - as a local subprocess. Two things differ, because a pod's filesystem
    is not ours: the ConfigMap is materialised as files in a temporary folder standing for its
@@ -15,7 +15,7 @@ and nothing more. It reads the Workflow and the WorkflowTemplate from the test A
    message, progress from `$ARGO_PROGRESS_FILE`, start/finish times, the exit code in
    `outputs.exitCode`, and on failure the last log lines as the node message (the template's
    `terminationMessagePolicy: FallbackToLogsOnError`);
-5. applies the template's retryStrategy: `expression` via `argomlops.workflows.retry.should_retry`, and
+5. applies the template's retryStrategy: `expression` via `argo_expr.should_retry`, and
    `limit` rendered from the parameters (the backoff wait is skipped: nothing here needs a new node).
 
 Preemption is simulated as a spot VM's graceful shutdown: SIGTERM to the trainer, and the pod ends with
@@ -36,11 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from argo_expr import evaluate, render, should_retry
 from executables import executable
 from kube.argo import PREEMPTED_MESSAGE
-
-from argomlops.workflows.expr import evaluate, render
-from argomlops.workflows.retry import should_retry
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 LOG_TAIL_LINES = 80  # what Kubernetes keeps of the log for FallbackToLogsOnError (and at most 2048 bytes)

@@ -1,6 +1,6 @@
 """A small evaluator for the part of Argo's expression languages the argomlops template uses.
 
-Argo evaluates `retryStrategy.expression` and `{{=...}}` tags with expr (expr-lang/expr) and `when`
+Argo evaluates `retryStrategy.expression` with expr (expr-lang/expr) and `when`
 conditions with govaluate, both Go libraries. Tests (and the end-to-end Argo stand-in) need to know what
 the template's real strings do without a controller, so this module parses and evaluates them: it never
 calls Python's `eval`.
@@ -270,3 +270,28 @@ def render(text: str, variables: Mapping[str, str]) -> str:
         return variables[name]
 
     return _TAG.sub(substitute, text)
+
+
+def should_retry(expression: str, exit_code: int | None, status: str, message: str) -> bool:
+    """Whether Argo would retry a node that ended this way, by evaluating `expression` as Argo does.
+
+    Args:
+        expression: a `retryStrategy.expression`, e.g. `PREEMPTION_EXPRESSION`.
+        exit_code: the main container's exit code, None when there is none (the pod vanished).
+        status: the node phase, `Failed` or `Error`.
+        message: the node's message, e.g. "Pod was terminated in response to imminent node shutdown.".
+
+    Raises:
+        ExprError: the expression is outside the supported subset, or is not a boolean.
+    """
+    # Argo passes every lastRetry field as a string; "-1" stands for "no exit code".
+    variables = {
+        "lastRetry.exitCode": "-1" if exit_code is None else str(exit_code),
+        "lastRetry.status": status,
+        "lastRetry.message": message,
+        "lastRetry.duration": "0",
+    }
+    result = evaluate(expression, nest(variables))
+    if not isinstance(result, bool):
+        raise ExprError(f"retry expression gave {result!r}, not a boolean")
+    return result
