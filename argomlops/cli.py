@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(_config_path(args), args.overrides)
             return train_command(config, args)
         if args.command == "generate":
-            from argomlops.trainer.commands import generate_command
+            from argomlops.trainer.generate import generate_command
 
             return generate_command(args)
     except ConfigError as exc:

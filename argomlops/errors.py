@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_INVALID = 2  # bad config or input: never retried
 EXIT_PREEMPTED = 143  # stopped by SIGTERM after a checkpoint: retried, resumes
 

@@ -34,8 +34,9 @@ from argomlops.config import load_config
 from argomlops.trainer.data import image_dataset, select_images
 from argomlops.trainer.run import open_run
 from argomlops.trainer.stage import run_stage
+from argomlops.trainer.steps import make_optimizer, train_step
 from argomlops.trainer.vqvae import build_vqvae
-from argomlops.trainer.vqvae_stage import make_optimizer, vqvae_parts, vqvae_steps
+from argomlops.trainer.vqvae_stage import vqvae_metrics, vqvae_parts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +87,7 @@ def loop_img_per_s(config: Any, train: list[str]) -> float:
     model = build_vqvae(config.models.vqvae, config.data.image_size, seed=config.training.seed)
     optimizer = make_optimizer(settings.learning_rate)
     optimizer.build(model.trainable_variables)
-    step = tf.function(vqvae_steps(model, optimizer)[0], jit_compile=config.training.jit_compile)
+    step = tf.function(train_step(model, optimizer, vqvae_metrics(model)), jit_compile=config.training.jit_compile)
     times = []
     for epoch in range(settings.epochs):
         data = image_dataset(train, config.data.image_size, settings.batch_size, shuffle=True, seed=epoch, repeat=True)

@@ -97,8 +97,11 @@ def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_as_if_never_stopped
     assert match, log
     epochs_done, in_epoch, step = map(int, match.groups())
     assert epochs_done == 1 and 50 <= in_epoch < STEPS and step == STEPS + in_epoch
+    # latest.json only names the checkpoint; where the stage stands is in the checkpoint's state alone.
     latest = json.loads((run / "latest.json").read_text())["stages"]["vqvae"]
-    assert latest["step"] == step and latest["step_in_epoch"] == in_epoch and not latest["done"]
+    assert set(latest) == {"checkpoint", "done"} and not latest["done"]
+    state = json.loads((run / latest["checkpoint"] / "state.json").read_text())
+    assert (state["epoch"], state["step"], state["step_in_epoch"]) == (1, step, in_epoch)
     assert adam_iterations(run / latest["checkpoint"]) == step
     assert [json.loads(line)["epoch"] for line in (run / "vqvae/metrics.jsonl").read_text().splitlines()] == [1]
 
@@ -110,10 +113,15 @@ def test_sigterm_mid_epoch_checkpoints_exits_143_and_resumes_as_if_never_stopped
     assert [(r["epoch"], r["step"]) for r in records] == [(1, STEPS), (2, 2 * STEPS)]
     assert records[1]["resumed_at_step"] == in_epoch
     latest = json.loads((run / "latest.json").read_text())["stages"]["vqvae"]
-    assert latest["done"] and latest["step"] == 2 * STEPS
+    state = json.loads((run / latest["checkpoint"] / "state.json").read_text())
+    assert latest["done"] and state["step"] == 2 * STEPS
     assert adam_iterations(run / latest["checkpoint"]) == 2 * STEPS
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["attempts"] == 2 and provenance["stages"]["vqvae"]["epochs"] == 2
+    # provenance.json copies the final checkpoint's figures.
+    assert (
+        provenance["stages"]["vqvae"]["last"] == state["last"] and provenance["stages"]["vqvae"]["steps"] == 2 * STEPS
+    )
 
     # An uninterrupted run of the same config ends with the same weights: same batches, same order,
     # same optimizer and codebook state (bit-identical here; the tolerance only allows float reordering).
@@ -137,13 +145,14 @@ def test_preempted_run_on_gcs_resumes(tmp_path: Path, gcs_bucket: str, gcs_emula
     assert code == 143, log
     store = open_store(f"{uri}/{run_id}")
     latest = store.read_json("latest.json")["stages"]["vqvae"]
-    assert latest["step_in_epoch"] >= 50 and not latest["done"]
+    assert store.read_json(f"{latest['checkpoint']}/state.json")["step_in_epoch"] >= 50 and not latest["done"]
     assert store.exists(f"{latest['checkpoint']}/weights.npz") and store.exists("run.yaml")
 
     code, log = train(config, run_id, env)
     assert code == 0, log
     assert "resumed from" in log
-    assert store.read_json("latest.json")["stages"]["vqvae"]["step"] == 2 * STEPS
+    final = store.read_json("latest.json")["stages"]["vqvae"]["checkpoint"]
+    assert store.read_json(f"{final}/state.json")["step"] == 2 * STEPS
     assert store.exists("vqvae/model.keras") and store.exists("provenance.json")
     assert [r.split("/")[-1] for r in store.list("vqvae/tensorboard")]
     assert len({p.split("/")[2] for p in store.list("vqvae/checkpoints")}) <= 2

@@ -176,6 +176,8 @@ def test_sync_to_cache_skips_unchanged_files(gcs_bucket: str, tmp_path: Path) ->
     assert (cache / "set" / "5.png").read_bytes() == b"new"
 
 
-def test_sync_to_cache_of_a_local_folder_is_the_folder(tmp_path: Path) -> None:
-    assert sync_to_cache(str(tmp_path), tmp_path / "unused") == tmp_path
+def test_sync_to_cache_is_for_gs_uris_only(tmp_path: Path) -> None:
+    # The data pipeline reads a local source in place; only gs:// sources are mirrored.
+    with pytest.raises(ValueError, match="not a gs:// URI"):
+        sync_to_cache(str(tmp_path), tmp_path / "unused")
     assert not (tmp_path / "unused").exists()

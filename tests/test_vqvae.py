@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 
 from argomlops.config import VQVAEConfig
+from argomlops.trainer.steps import make_optimizer, train_step
 from argomlops.trainer.vqvae import build_vqvae, code_grid_shape, decode_indices, encode_indices
-from argomlops.trainer.vqvae_stage import make_optimizer, vqvae_steps
+from argomlops.trainer.vqvae_stage import vqvae_metrics
 
 SMALL = VQVAEConfig(
     encoder_channels=[8, 16], residual_blocks=1, residual_channels=8, embedding_dim=4, num_embeddings=16,
@@ -57,10 +58,11 @@ SAVE_SCRIPT = """
 import sys, numpy as np, tensorflow as tf
 from argomlops.config import VQVAEConfig
 from argomlops.trainer.vqvae import build_vqvae, encode_indices
-from argomlops.trainer.vqvae_stage import make_optimizer, vqvae_steps
+from argomlops.trainer.steps import make_optimizer, train_step
+from argomlops.trainer.vqvae_stage import vqvae_metrics
 model = build_vqvae(VQVAEConfig.model_validate_json(sys.argv[1]), 16, seed=4)
-train_step, _ = vqvae_steps(model, make_optimizer(1e-3))
-train_step(tf.constant(np.load(sys.argv[2])))  # one step, so the EMA codebook state is not the initial one
+step_fn = train_step(model, make_optimizer(1e-3), vqvae_metrics(model))
+step_fn(tf.constant(np.load(sys.argv[2])))  # one step, so the EMA codebook state is not the initial one
 model.save(sys.argv[3])
 images = np.load(sys.argv[4])
 np.save(sys.argv[5], model(images, training=False)["reconstruction"].numpy())
@@ -112,9 +114,9 @@ def test_mixed_precision_and_xla_train_step_runs() -> None:
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.get_layer("quantizer").compute_dtype == "float32"
     assert model.get_layer("encoder").get_layer("down0").compute_dtype == "float16"
-    train_step, _ = vqvae_steps(model, optimizer)
+    step_fn = train_step(model, optimizer, vqvae_metrics(model))
     optimizer.build(model.trainable_variables)
-    step = tf.function(train_step, jit_compile=True)
+    step = tf.function(step_fn, jit_compile=True)
     before = [w.numpy().copy() for w in model.trainable_weights]
     losses = [float(step(tf.constant(_images(4)))["loss"]) for _ in range(3)]
     assert all(np.isfinite(losses))

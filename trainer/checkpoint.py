@@ -4,11 +4,15 @@ A checkpoint is the folder `<stage>/checkpoints/step-00001234/` holding
 
 - `weights.npz`    every model variable (trainable or not: EMA codebook, RNG counters), by position
 - `optimizer.npz`  every optimizer variable (Adam's iteration count and moments, loss scale)
-- `state.json`     epoch, step, step within the epoch, variable paths, the global TF RNG state
+- `state.json`     the `StageState` (epoch, step, step within the epoch, best and last epoch's metrics),
+                   variable paths, the global TF RNG state
 
 It is written to a local temp folder first, then uploaded under its fresh name; only afterwards does
 `latest.json` (see `run.py`) point at it, so a reader following `latest.json` only ever finds complete
 checkpoints. Older checkpoints are deleted after `latest.json` has moved on.
+
+The state.json of a stage's newest checkpoint is the one record of where the stage stands: resume
+restores from it, provenance.json copies its figures, and latest.json only names it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,28 @@ from argomlops.errors import InputError
 from argomlops.trainer.storage import ArtifactStore
 
 _NAME = re.compile(r"^step-(\d{8,})$")
+STATE_FILE = "state.json"
+
+
+@dataclass
+class StageState:
+    """Where a stage stands: counters, and the metrics of its last and best epoch (metrics.jsonl lines)."""
+
+    stage: str
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed (global within the stage)
+    step_in_epoch: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        """What provenance.json records of the stage."""
+        return {"epochs": self.epoch, "steps": self.step, "last": self.last, "best": self.best}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StageState:
+        """The state part of a state.json (which also holds variable paths and the RNG state)."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 def load_keras(store: ArtifactStore, rel: str) -> keras.Model:
@@ -58,22 +85,27 @@ def _assign(variables: list[Any], arrays: Any, what: str, where: str) -> None:
 
 
 def save_checkpoint(
-    store: ArtifactStore, stage: str, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict[str, Any]
+    store: ArtifactStore, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: StageState
 ) -> str:
-    """Upload a checkpoint of `model`, `optimizer` and `state` (needs `step`); returns its store path."""
-    rel = checkpoint_dir(stage, int(state["step"]))
-    full = dict(state)
+    """Upload a checkpoint of `model`, `optimizer` and `state`; returns its store path."""
+    rel = checkpoint_dir(state.stage, state.step)
+    full = asdict(state)
     full["weights"] = [v.path for v in model.weights]
     full["optimizer"] = [v.path for v in optimizer.variables]
     full["tf_rng"] = tf.random.get_global_generator().state.numpy().tolist()
     with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
         np.savez(Path(temp) / "weights.npz", **_arrays(model.weights))
         np.savez(Path(temp) / "optimizer.npz", **_arrays(optimizer.variables))
-        (Path(temp) / "state.json").write_text(json.dumps(full, indent=2) + "\n")
+        (Path(temp) / STATE_FILE).write_text(json.dumps(full, indent=2) + "\n")
         # state.json goes last: a folder with it is complete even when latest.json never got written.
-        for name in ("weights.npz", "optimizer.npz", "state.json"):
+        for name in ("weights.npz", "optimizer.npz", STATE_FILE):
             store.upload_file(Path(temp) / name, f"{rel}/{name}")
     return rel
+
+
+def read_state(store: ArtifactStore, rel: str) -> StageState:
+    """The state of the checkpoint at `rel` (only its small state.json is read)."""
+    return StageState.from_json(store.read_json(f"{rel}/{STATE_FILE}"))
 
 
 def _read_checkpoint(
@@ -82,7 +114,7 @@ def _read_checkpoint(
     """Download the checkpoint at `rel`, set `model` (and `optimizer` when given) from it; returns its state."""
     with tempfile.TemporaryDirectory(prefix="argomlops-ckpt-") as temp:
         store.download_tree(rel, Path(temp))
-        state: dict[str, Any] = json.loads((Path(temp) / "state.json").read_text())
+        state: dict[str, Any] = json.loads((Path(temp) / STATE_FILE).read_text())
         where = f"{store.uri}/{rel}"
         with np.load(Path(temp) / "weights.npz") as arrays:
             _assign(model.weights, arrays, "weights", where)
@@ -92,18 +124,18 @@ def _read_checkpoint(
     return state
 
 
-def load_weights(store: ArtifactStore, rel: str, model: keras.Model) -> dict[str, Any]:
+def load_weights(store: ArtifactStore, rel: str, model: keras.Model) -> StageState:
     """Set `model`'s variables from the checkpoint at `rel`; returns its state."""
-    return _read_checkpoint(store, rel, model, None)
+    return StageState.from_json(_read_checkpoint(store, rel, model, None))
 
 
 def restore_checkpoint(
     store: ArtifactStore, rel: str, model: keras.Model, optimizer: keras.optimizers.Optimizer
-) -> dict[str, Any]:
+) -> StageState:
     """Set `model`, a built `optimizer` and the global TF RNG from the checkpoint at `rel`; returns its state."""
-    state = _read_checkpoint(store, rel, model, optimizer)
-    tf.random.get_global_generator().reset(np.asarray(state["tf_rng"], dtype=np.int64))
-    return state
+    data = _read_checkpoint(store, rel, model, optimizer)
+    tf.random.get_global_generator().reset(np.asarray(data["tf_rng"], dtype=np.int64))
+    return StageState.from_json(data)
 
 
 def list_checkpoints(store: ArtifactStore, stage: str) -> list[str]:
@@ -111,7 +143,7 @@ def list_checkpoints(store: ArtifactStore, stage: str) -> list[str]:
     found = set()
     for path in store.list(f"{stage}/checkpoints"):
         parts = path.split("/")
-        if len(parts) == 4 and parts[3] == "state.json" and _NAME.match(parts[2]):
+        if len(parts) == 4 and parts[3] == STATE_FILE and _NAME.match(parts[2]):
             found.add("/".join(parts[:3]))
     return sorted(found)
 

@@ -1,8 +1,7 @@
-"""`argomlops train` and `argomlops generate`: the trainer's command-line entry points.
+"""`argomlops train`: the trainer's command-line entry point.
 
 `train_command` opens (or resumes) the run directory, installs the SIGTERM handler and runs the
-stages in order. The pixelcnn stage lives in `argomlops.trainer.prior_stage` (`run_prior_stage(run)`);
-`generate` is answered by `argomlops.trainer.generate.generate_command(args)`. Both are imported when
+stages in order (`vqvae_stage.run_vqvae_stage`, `prior_stage.run_prior_stage`), each imported when
 needed, so importing this module (the CLI does) loads no TensorFlow.
 """
 
@@ -78,10 +77,3 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     run.write_provenance(ended=utc_now())
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0
-
-
-def generate_command(args: argparse.Namespace) -> int:
-    """Write generated images from a finished run (implemented by `argomlops.trainer.generate`)."""
-    from argomlops.trainer.generate import generate_command as generate
-
-    return generate(args)

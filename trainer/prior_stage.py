@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from argomlops.config import RunConfig
-from argomlops.errors import InputError
 from argomlops.trainer.codes import CodeSet, CodeSplit, load_or_extract_codes, load_vqvae
 from argomlops.trainer.images import samples_png
 from argomlops.trainer.logs import log
@@ -26,8 +25,8 @@ from argomlops.trainer.pixelcnn import build_pixelcnn
 from argomlops.trainer.run import Run
 from argomlops.trainer.sampler import Sampler
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
+from argomlops.trainer.steps import MetricsFn, make_optimizer
 from argomlops.trainer.vqvae import decode_indices
-from argomlops.trainer.vqvae_stage import make_optimizer
 
 STAGE = "pixelcnn"
 
@@ -44,23 +43,14 @@ def prior_metrics(logits: tf.Tensor, codes: tf.Tensor) -> dict[str, tf.Tensor]:
     return {"loss": loss, "bits_per_code": loss / math.log(2.0), "accuracy": accuracy}
 
 
-def prior_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer, conditional: bool) -> tuple[Any, Any]:
-    """The train step and validation step of the prior on (codes, tags) batches (the runner compiles them)."""
+def prior_batch_metrics(model: keras.Model, conditional: bool) -> MetricsFn:
+    """The prior's metrics of a (codes, tags) batch: cross-entropy as loss, bits per code, accuracy."""
 
-    def train_step(batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def metrics(batch: tuple[tf.Tensor, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         codes, tags = batch
-        with tf.GradientTape() as tape:
-            metrics = prior_metrics(model(prior_inputs(codes, tags, conditional), training=True), codes)
-            scaled = optimizer.scale_loss(metrics["loss"])
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return metrics
+        return prior_metrics(model(prior_inputs(codes, tags, conditional), training=training), codes)
 
-    def validation_step(batch: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
-        codes, tags = batch
-        return prior_metrics(model(prior_inputs(codes, tags, conditional), training=False), codes)
-
-    return train_step, validation_step
+    return metrics
 
 
 def sample_conditions(count: int, tag_names: list[str]) -> np.ndarray | None:
@@ -78,20 +68,12 @@ def _dataset(split: CodeSplit, batch_size: int, *, shuffle: bool, seed: int) -> 
 
 
 def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageParts:
-    """The prior's model, optimizer, steps, code batches and samples for the stage runner."""
+    """The prior's model, optimizer, metrics, code batches and samples for the stage runner."""
     settings, seed = config.training.pixelcnn, config.training.seed
-    if len(codes.train) < settings.batch_size:
-        raise InputError(
-            f"training.pixelcnn.batchSize: {settings.batch_size} is more than the "
-            f"{len(codes.train)} training code grids"
-        )
     keras.utils.set_random_seed(seed)
     model = build_pixelcnn(config.models.pixelcnn, codes.grid, codes.num_embeddings, codes.codes_per_position)
-    optimizer = make_optimizer(settings.learning_rate)
     conditional = bool(codes.tag_names)
-    train_step, validation_step = prior_steps(model, optimizer, conditional)
     sampler = Sampler(model)
-    has_validation = len(codes.validation) > 0
 
     def images(epoch: int) -> bytes:
         condition = sample_conditions(settings.sample_count, codes.tag_names)
@@ -101,21 +83,19 @@ def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageP
 
     return StageParts(
         model=model,
-        optimizer=optimizer,
-        train_step=train_step,
-        validation_step=validation_step if has_validation else None,
+        optimizer=make_optimizer(settings.learning_rate),
+        metrics=prior_batch_metrics(model, conditional),
         # Seeded by the epoch: a resumed run sees the same order an uninterrupted one would.
         train_batches=lambda epoch: _dataset(codes.train, settings.batch_size, shuffle=True, seed=seed + epoch),
+        train_examples=len(codes.train),
         validation_batches=(
             (lambda: _dataset(codes.validation, settings.batch_size, shuffle=False, seed=seed))
-            if has_validation
+            if len(codes.validation)
             else None
         ),
-        steps_per_epoch=len(codes.train) // settings.batch_size,
-        examples_per_step=settings.batch_size,
         images=images,
         images_dir="samples",
-        monitor="val_loss" if has_validation else "train_loss",
+        examples="code grids",
     )
 
 

@@ -8,12 +8,12 @@
    `code/`, and starts `provenance.json` (package version, git sha, parent, host, accelerator).
 
 `latest.json` says, per stage, which checkpoint is the newest complete state and whether the stage has
-finished (`model.keras` written). It is written last, after every checkpoint, so whatever it names is
-complete. Its shape:
+finished (`<stage>/model.keras` written). It is written last, after every checkpoint, so whatever it
+names is complete. Where a stage stands (epoch, step, metrics) is in that checkpoint's state.json
+alone (`checkpoint.StageState`). Its shape:
 
     {"run_id": "...", "updated": "...", "stage": "vqvae",
-     "stages": {"vqvae": {"checkpoint": "vqvae/checkpoints/step-00000120", "epoch": 3, "step": 120,
-                          "step_in_epoch": 0, "done": false, "model": null}}}
+     "stages": {"vqvae": {"checkpoint": "vqvae/checkpoints/step-00000120", "done": false}}}
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ class Run:
         stages: dict[str, Any] = self.latest.get("stages", {})
         return dict(stages.get(stage, {}))
 
-    def write_latest(self, stage: str, **values: Any) -> None:
-        """Update `stage`'s entry of latest.json and write it (atomically; call it last)."""
+    def write_latest(self, stage: str, *, checkpoint: str, done: bool) -> None:
+        """Point latest.json's entry of `stage` at `checkpoint` and write it (atomically; call it last)."""
         stages = self.latest.setdefault("stages", {})
-        stages.setdefault(stage, {}).update(values)
+        stages[stage] = {"checkpoint": checkpoint, "done": done}
         self.latest.update(run_id=self.run_id, updated=utc_now(), stage=stage)
         self.store.write_json("latest.json", self.latest)
 

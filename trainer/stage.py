@@ -1,21 +1,24 @@
 """The stage runner: one training loop, checkpointing, resume and preemption for every stage.
 
-A stage (vqvae, pixelcnn) supplies only what is its own, as `StageParts`: the model and optimizer, one
-train step and one validation step, the training batches of an epoch, the validation batches and an
-images callback. `run_stage` owns everything else:
+A stage (vqvae, pixelcnn) supplies only what is its own, as `StageParts`: the model and optimizer, a
+metrics function of a batch (`steps.py`: its `loss` is minimised, the rest reported), the training
+batches of an epoch, the validation batches and an images callback. `run_stage` owns everything else:
 
-- the epoch loop and `steps_per_epoch` (the config's, else the stage's default: one pass);
+- the train and validation steps (`steps.train_step`, compiled with tf.function / XLA);
+- the epoch loop and `steps_per_epoch` (the config's, else one pass over the training examples);
 - `<stage>/metrics.jsonl` (one line per epoch: stage, epoch, step, train_*/val_* metrics, img_per_s,
   wall_s), TensorBoard scalars in `<stage>/tensorboard/`, `$ARGO_PROGRESS_FILE` ("done/total" steps);
 - checkpoints every `checkpoint_every` epochs to `<stage>/checkpoints/step-N/` (see `checkpoint.py`),
   then `latest.json`, last; the newest `KEEP_CHECKPOINTS` are kept;
-- resume: a checkpoint named by latest.json is restored (weights, optimizer, epoch, step within the
-  epoch, RNG) and the epoch's batches are skipped up to where it stopped, so the step sequence is the
-  one an uninterrupted run takes; a stage latest.json marks done is skipped. A fresh run with
+- resume: the checkpoint latest.json names is restored (weights, optimizer, epoch, step within the
+  epoch, RNG, best and last metrics: its state.json is the one record of where a stage stands) and
+  the epoch's batches are skipped up to where it stopped, so the step sequence is the one an
+  uninterrupted run takes; a stage latest.json marks done is skipped. A fresh run with
   `resume_from` starts from the parent run's `<stage>/model.keras` (or its newest checkpoint);
 - SIGTERM: `install_sigterm_handler(run.stop)` only sets a flag; after each step the loop checks it,
   checkpoints the current step (mid-epoch), writes latest.json and raises `Preempted` (exit 143);
-- `<stage>/model.keras` and a last images grid at the end; per-stage figures in provenance.json.
+- `<stage>/model.keras` and a last images grid at the end; per-stage figures in provenance.json,
+  copied from the final checkpoint's state.
 
 Usage (what a stage module writes):
 
@@ -24,24 +27,16 @@ Usage (what a stage module writes):
 
         def build() -> StageParts:
             model = build_pixelcnn(...)
-            optimizer = keras.optimizers.Adam(settings.learning_rate)
-
-            def train_step(batch):          # compiled by the runner (tf.function, jit_compile)
-                with tf.GradientTape() as tape:
-                    loss = ...
-                grads = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
-                optimizer.apply_gradients(zip(grads, model.trainable_variables))
-                return {"loss": loss}
-
             return StageParts(
-                model=model, optimizer=optimizer, train_step=train_step,
-                validation_step=lambda batch: {"loss": ...},
+                model=model,
+                optimizer=make_optimizer(settings.learning_rate),
+                metrics=lambda batch, training: {"loss": ..., "accuracy": ...},
                 train_batches=lambda epoch: codes_dataset(seed=run.config.training.seed + epoch),
+                train_examples=len(train_codes),
                 validation_batches=lambda: validation_codes,
-                steps_per_epoch=len(train_codes) // settings.batch_size,
-                examples_per_step=settings.batch_size,
                 images=lambda epoch: samples_png(model, ...),  # PNG bytes
                 images_dir="samples",
+                examples="code grids",
             )
 
         return run_stage(run, "pixelcnn", settings, build)
@@ -67,20 +62,23 @@ import tensorflow as tf
 from argomlops.config import StageTraining
 from argomlops.errors import InputError, Preempted
 from argomlops.trainer.checkpoint import (
+    StageState,
     list_checkpoints,
     load_keras,
     load_weights,
     prune_checkpoints,
+    read_state,
     restore_checkpoint,
     save_checkpoint,
 )
 from argomlops.trainer.logs import log
 from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog
 from argomlops.trainer.run import Run, utc_now
+from argomlops.trainer.steps import MetricsFn, train_step
 
 KEEP_CHECKPOINTS = 2
-
-StepFn = Callable[[Any], Mapping[str, Any]]
+LOG_EVERY_STEPS = 50
+"""A mid-epoch log line every this many steps: long epochs show they are alive."""
 
 
 @dataclass
@@ -89,19 +87,19 @@ class StageParts:
 
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
-    train_step: StepFn
+    metrics: MetricsFn
     train_batches: Callable[[int], Iterable[Any]]
-    steps_per_epoch: int
-    examples_per_step: int
-    validation_step: StepFn | None = None
+    train_examples: int
     validation_batches: Callable[[], Iterable[Any]] | None = None
     images: Callable[[int], bytes] | None = None
     images_dir: str = "images"
-    # The validation metric whose lowest value is "best" in provenance.json.
-    monitor: str = "val_loss"
-    # Wrap the step functions in tf.function (set False if they are compiled already).
-    compile_steps: bool = True
-    log_every: int = 50
+    # What one example is called in messages ("images", "code grids").
+    examples: str = "images"
+
+    @property
+    def monitor(self) -> str:
+        """The metric whose lowest value is "best": validation loss, or training loss without validation."""
+        return "val_loss" if self.validation_batches is not None else "train_loss"
 
 
 @dataclass
@@ -191,7 +189,12 @@ class _Loop:
 
     def __init__(self, run: Run, stage: str, settings: StageTraining, parts: StageParts) -> None:
         self.run, self.stage, self.settings, self.parts = run, stage, settings, parts
-        self.steps_per_epoch = settings.steps_per_epoch or max(1, parts.steps_per_epoch)
+        if parts.train_examples < settings.batch_size:
+            raise InputError(
+                f"training.{stage}.batchSize: {settings.batch_size} is more than the "
+                f"{parts.train_examples} training {parts.examples}"
+            )
+        self.steps_per_epoch = settings.steps_per_epoch or max(1, parts.train_examples // settings.batch_size)
         self.total = settings.epochs * self.steps_per_epoch
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps completed (global within the stage)
@@ -201,9 +204,12 @@ class _Loop:
         self.last: dict[str, Any] = {}
         self.progress = ProgressFile()
         jit = run.config.training.jit_compile
-        wrap = (lambda f: tf.function(f, jit_compile=jit)) if parts.compile_steps else (lambda f: f)
-        self.train_step = wrap(parts.train_step)
-        self.validation_step = wrap(parts.validation_step) if parts.validation_step else None
+        self.train_step = tf.function(train_step(parts.model, parts.optimizer, parts.metrics), jit_compile=jit)
+        self.validation_step = tf.function(lambda batch: parts.metrics(batch, False), jit_compile=jit)
+
+    def state(self) -> StageState:
+        """Where the stage stands now, as a checkpoint records it."""
+        return StageState(self.stage, self.epoch, self.step, self.step_in_epoch, self.best, self.last)
 
     # -- start ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -217,8 +223,8 @@ class _Loop:
             rel = found[-1] if found else None
         if rel:
             state = restore_checkpoint(store, rel, parts.model, parts.optimizer)
-            self.epoch, self.step, self.step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
-            self.best, self.last = state.get("best", {}), state.get("last", {})
+            self.epoch, self.step, self.step_in_epoch = state.epoch, state.step, state.step_in_epoch
+            self.best, self.last = state.best, state.last
             self.saved_step, self.saved_rel = self.step, rel
             log(f"{self.stage}: resumed from {rel}: epoch {self.epoch}, step {self.step} (+{self.step_in_epoch})")
         elif self.run.parent is not None:
@@ -258,7 +264,7 @@ class _Loop:
                 self.step += 1
                 self.step_in_epoch += 1
                 self.progress.update(self.step, self.total)
-                if self.step_in_epoch % parts.log_every == 0:
+                if self.step_in_epoch % LOG_EVERY_STEPS == 0:
                     log(
                         f"{self.stage} epoch {number} step {self.step_in_epoch}/{self.steps_per_epoch} "
                         f"{_fmt(train.result())}"
@@ -284,7 +290,7 @@ class _Loop:
             record["resumed_at_step"] = self.steps_per_epoch - steps
         record.update(train.result("train_"))
         record.update(self.validate())
-        record["img_per_s"] = round(steps * parts.examples_per_step / max(train_seconds, 1e-9), 1)
+        record["img_per_s"] = round(steps * self.settings.batch_size / max(train_seconds, 1e-9), 1)
         self.epoch, self.step_in_epoch = number, 0
         last_epoch = number == settings.epochs
         if parts.images is not None and (last_epoch or (settings.images_every and number % settings.images_every == 0)):
@@ -306,7 +312,7 @@ class _Loop:
 
     def validate(self) -> dict[str, float]:
         """Mean of the validation step over the validation batches, as `val_*` metrics."""
-        if self.validation_step is None or self.parts.validation_batches is None:
+        if self.parts.validation_batches is None:
             return {}
         mean = _Mean()
         # Weighted by batch size: a short last batch must not count as much as a full one.
@@ -319,25 +325,9 @@ class _Loop:
         """Checkpoint the current step, then point latest.json at it, then drop old checkpoints."""
         if self.saved_step == self.step and self.saved_rel:
             return self.saved_rel
-        state = {
-            "stage": self.stage,
-            "epoch": self.epoch,
-            "step": self.step,
-            "step_in_epoch": self.step_in_epoch,
-            "best": self.best,
-            "last": self.last,
-        }
-        rel = save_checkpoint(self.run.store, self.stage, self.parts.model, self.parts.optimizer, state)
+        rel = save_checkpoint(self.run.store, self.parts.model, self.parts.optimizer, self.state())
         self.tensorboard.sync()
-        self.run.write_latest(
-            self.stage,
-            checkpoint=rel,
-            epoch=self.epoch,
-            step=self.step,
-            step_in_epoch=self.step_in_epoch,
-            done=False,
-            model=None,
-        )
+        self.run.write_latest(self.stage, checkpoint=rel, done=False)
         self.saved_step, self.saved_rel = self.step, rel
         prune_checkpoints(self.run.store, self.stage, KEEP_CHECKPOINTS, rel)
         return rel
@@ -350,46 +340,28 @@ class _Loop:
             self.run.store.upload_file(Path(temp) / "model.keras", rel)
         self.tensorboard.close()
         self.progress.update(self.step, self.total, force=True)
-        self.run.write_latest(self.stage, done=True, model=rel, epoch=self.epoch, step=self.step)
-        self.run.record_stage(
-            self.stage,
-            epochs=self.epoch,
-            steps=self.step,
-            last=self.last,
-            best=self.best,
-            model=rel,
-            finished=utc_now(),
-        )
+        # The last epoch always checkpoints, so the newest checkpoint is this final state.
+        self.run.write_latest(self.stage, checkpoint=self.checkpoint(), done=True)
+        self.run.record_stage(self.stage, **self.state().figures(), model=rel, finished=utc_now())
         log(f"{self.stage}: done after {self.epoch} epochs, {self.step} steps; wrote {self.run.uri}/{rel}")
         return StageResult(self.stage, self.epoch, self.step, self.last, self.best)
 
 
 def run_stage(run: Run, stage: str, settings: StageTraining, build: Callable[[], StageParts]) -> StageResult:
     """Train `stage` of `run` to `settings.epochs` (resuming when it can); see the module docstring."""
-    state = run.stage_state(stage)
-    if state.get("done") and run.store.exists(f"{stage}/model.keras"):
-        log(f"{stage}: already done ({state.get('epoch')} epochs); skipping")
-        recorded = run.provenance.get("stages", {}).get(stage, {})
-        return StageResult(
-            stage,
-            int(state.get("epoch", 0)),
-            int(state.get("step", 0)),
-            recorded.get("last", {}),
-            recorded.get("best", {}),
-            skipped=True,
-        )
+    entry = run.stage_state(stage)
+    if entry.get("done") and run.store.exists(f"{stage}/model.keras"):
+        done = read_state(run.store, entry["checkpoint"])
+        log(f"{stage}: already done ({done.epoch} epochs); skipping")
+        return StageResult(stage, done.epoch, done.step, done.last, done.best, skipped=True)
     loop = _Loop(run, stage, settings, build())
     loop.start()
-    run.record_stage(
-        stage,
-        epochs=loop.epoch,
-        steps=loop.step,
-        started=run.provenance.get("stages", {}).get(stage, {}).get("started", utc_now()),
-    )
+    started = run.provenance.get("stages", {}).get(stage, {}).get("started", utc_now())
+    run.record_stage(stage, **loop.state().figures(), started=started)
     log(f"{stage}: training epochs {loop.epoch + 1}..{settings.epochs}, {loop.steps_per_epoch} steps each")
     try:
         loop.train()
     finally:
         if run.stop.is_set():
-            run.record_stage(stage, epochs=loop.epoch, steps=loop.step, last=loop.last, best=loop.best)
+            run.record_stage(stage, **loop.state().figures())
     return loop.finish()

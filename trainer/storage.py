@@ -339,16 +339,13 @@ def _is_current(blob: Any, local: Path) -> bool:
 
 
 def sync_to_cache(uri: str, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
-    """Mirror a gs:// prefix into `cache_dir` and return it; a local `uri` is returned as it is.
+    """Mirror a gs:// prefix into `cache_dir` and return it.
 
     Files already in the cache with the same size and MD5 are not downloaded again; files in the cache
     that are no longer in the bucket are removed, so the cache is an exact copy of the prefix.
     """
-    if not uri.startswith(GS_SCHEME):
-        return Path(uri)
     cache_dir = Path(cache_dir)
-    store = open_store(uri)
-    assert isinstance(store, GCSStore)
+    store = GCSStore(*split_gs_uri(uri))
     cut = len(store.prefix) + 1 if store.prefix else 0
     blobs = [b for b in store._blobs("") if not b.name.endswith("/")]
     wanted = {b.name[cut:] for b in blobs}

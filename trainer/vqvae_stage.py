@@ -15,86 +15,50 @@ import numpy as np
 import tensorflow as tf
 
 from argomlops.config import RunConfig
-from argomlops.errors import InputError
 from argomlops.trainer.data import image_dataset, load_images, select_images
 from argomlops.trainer.images import reconstruction_png
 from argomlops.trainer.logs import log
 from argomlops.trainer.run import Run
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
+from argomlops.trainer.steps import MetricsFn, make_optimizer
 from argomlops.trainer.vqvae import build_vqvae
 
 STAGE = "vqvae"
 GRID_IMAGES = 8
 
 
-def make_optimizer(learning_rate: float) -> keras.optimizers.Optimizer:
-    """Adam, wrapped in dynamic loss scaling when the global policy is mixed precision."""
-    optimizer = keras.optimizers.Adam(learning_rate)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
+def vqvae_metrics(model: keras.Model) -> MetricsFn:
+    """The VQ-VAE's loss (reconstruction MSE + VQ loss) and metrics of a batch; validation adds PSNR."""
 
-
-def vqvae_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> tuple[Any, Any]:
-    """The train step and validation step of a VQ-VAE (plain functions; the runner compiles them)."""
-
-    def train_step(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            out = model(images, training=True)
-            mse = tf.reduce_mean(tf.square(out["reconstruction"] - images))
-            loss = mse + out["vq_loss"]
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return {
-            "loss": loss,
-            "mse": mse,
-            "vq_loss": out["vq_loss"],
-            "perplexity": out["perplexity"],
-            "usage": out["usage"],
-        }
-
-    def validation_step(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = model(images, training=False)
+    def metrics(images: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
+        out = model(images, training=training)
         mse = tf.reduce_mean(tf.square(out["reconstruction"] - images))
-        clipped = tf.clip_by_value(out["reconstruction"], 0.0, 1.0)
-        per_image = tf.reduce_mean(tf.square(clipped - images), axis=[1, 2, 3])
-        psnr = tf.reduce_mean(10.0 * tf.math.log(1.0 / tf.maximum(per_image, 1e-10)) / tf.math.log(10.0))
-        return {
+        values = {
             "loss": mse + out["vq_loss"],
             "mse": mse,
             "vq_loss": out["vq_loss"],
             "perplexity": out["perplexity"],
             "usage": out["usage"],
-            "psnr": psnr,
         }
+        if not training:
+            clipped = tf.clip_by_value(out["reconstruction"], 0.0, 1.0)
+            per_image = tf.reduce_mean(tf.square(clipped - images), axis=[1, 2, 3])
+            values["psnr"] = tf.reduce_mean(10.0 * tf.math.log(1.0 / tf.maximum(per_image, 1e-10)) / tf.math.log(10.0))
+        return values
 
-    return train_step, validation_step
+    return metrics
 
 
 def vqvae_parts(config: RunConfig, train: list[str], validation: list[str]) -> StageParts:
-    """The VQ-VAE's model, optimizer, steps, data and images for the stage runner."""
+    """The VQ-VAE's model, optimizer, metrics, data and images for the stage runner."""
     settings, size, seed = config.training.vqvae, config.data.image_size, config.training.seed
-    if len(train) < settings.batch_size:
-        raise InputError(
-            f"training.vqvae.batchSize: {settings.batch_size} is more than the {len(train)} training images"
-        )
     model = build_vqvae(config.models.vqvae, size, seed=seed)
-    optimizer = make_optimizer(settings.learning_rate)
-    train_step, validation_step = vqvae_steps(model, optimizer)
     # Validation is the held-out split; a data set too small to have one shows training images instead.
     fixed = load_images((validation or train)[:GRID_IMAGES], size)
 
     def train_batches(epoch: int) -> Any:
         # Seeded by the epoch: a resumed run sees the same order an uninterrupted one would.
-        return image_dataset(
-            train,
-            size,
-            settings.batch_size,
-            shuffle=True,
-            seed=seed + epoch,
-            repeat=True,
-        )
+        return image_dataset(train, size, settings.batch_size, shuffle=True, seed=seed + epoch, repeat=True)
 
     def validation_batches() -> Any:
         return image_dataset(validation, size, settings.batch_size, shuffle=False, seed=seed, drop_remainder=False)
@@ -105,16 +69,13 @@ def vqvae_parts(config: RunConfig, train: list[str], validation: list[str]) -> S
 
     return StageParts(
         model=model,
-        optimizer=optimizer,
-        train_step=train_step,
-        validation_step=validation_step if validation else None,
+        optimizer=make_optimizer(settings.learning_rate),
+        metrics=vqvae_metrics(model),
         train_batches=train_batches,
+        train_examples=len(train),
         validation_batches=validation_batches if validation else None,
-        steps_per_epoch=len(train) // settings.batch_size,
-        examples_per_step=settings.batch_size,
         images=images,
         images_dir="reconstructions",
-        monitor="val_loss" if validation else "train_loss",
     )
 
 

@@ -41,7 +41,7 @@ from kmock._internal import rendering
 
 from kube.errors import ApiError
 from kube.kinds import DEFAULT_KINDS, Kind
-from kube.selectors import labels_match, parse_label_selector
+from kube.label_selectors import labels_match, parse_label_selector
 from kube.store import Store
 from kube.tables import Tables
 from kube.watches import Watches

@@ -17,8 +17,8 @@ from typing import Any
 
 from kube.errors import ApiError
 from kube.kinds import Kind, find_kind
+from kube.label_selectors import Selector
 from kube.patches import apply_patch
-from kube.selectors import Selector
 
 #: (group, version, plural, namespace, name); the namespace is "" for cluster-scoped objects.
 Key = tuple[str, str, str, str, str]

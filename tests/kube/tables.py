@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kube.kinds import Kind
-from kube.selectors import field_value
+from kube.label_selectors import field_value
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp.web
 
 from kube.kinds import Kind
-from kube.selectors import Selector
+from kube.label_selectors import Selector
 from kube.store import Store
 
 
