@@ -17,13 +17,17 @@ import statistics
 import time
 
 from argomlops.config import DataConfig
-from argomlops.trainer import data
+from argomlops.trainer import data, pipeline
 
 
-def _rate(paths: list[str], size: int, batch: int, seconds: float, *, epoch_only: bool) -> float:
+def _rate(
+    paths: list[str], size: int, batch: int, seconds: float, *, epoch_only: bool, in_memory: bool | None = None
+) -> float:
     """Images per second over one epoch (`epoch_only`) or a repeated stream for about `seconds`."""
     start = time.perf_counter()
-    dataset = data.image_dataset(paths, size, batch, shuffle=True, seed=0, repeat=not epoch_only)
+    dataset = pipeline.image_dataset(
+        paths, size, batch, shuffle=True, seed=0, repeat=not epoch_only, in_memory=in_memory
+    )
     images = 0
     for batch_images in dataset:
         images += int(batch_images.shape[0])
@@ -47,23 +51,19 @@ def main() -> None:
     paths = selection.train
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, TF {tf.__version__}")
     print(f"demo set: {len(paths)} images (128x128 PNG), batch {args.batch}")
-    data.load_images(paths[:8], 16)  # warm-up: TensorFlow's first graph builds are not the pipeline's cost
+    pipeline.load_images(paths[:8], 16)  # warm-up: TensorFlow's first graph builds are not the pipeline's cost
     for size in args.sizes:
         firsts = []
         for _ in range(args.repeats):
-            data._decoded.clear()
+            pipeline.forget_decoded()
             firsts.append(_rate(paths, size, args.batch, args.seconds, epoch_only=True))
         first = statistics.median(firsts)
         later = statistics.median(
             _rate(paths, size, args.batch, args.seconds, epoch_only=False) for _ in range(args.repeats)
         )
-        cache_bytes, data._CACHE_BYTES = data._CACHE_BYTES, 0
-        try:
-            streaming = statistics.median(
-                _rate(paths, size, args.batch, args.seconds, epoch_only=False) for _ in range(args.repeats)
-            )
-        finally:
-            data._CACHE_BYTES = cache_bytes
+        streaming = statistics.median(
+            _rate(paths, size, args.batch, args.seconds, epoch_only=False, in_memory=False) for _ in range(args.repeats)
+        )
         print(
             f"{size}x{size}: first epoch {first:8.0f} img/s | later epochs {later:8.0f} img/s | "
             f"streaming {streaming:8.0f} img/s"

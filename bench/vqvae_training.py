@@ -31,7 +31,8 @@ import keras
 import tensorflow as tf
 
 from argomlops.config import load_config
-from argomlops.trainer.data import image_dataset, select_images
+from argomlops.trainer.data import select_images
+from argomlops.trainer.pipeline import image_dataset
 from argomlops.trainer.run import open_run
 from argomlops.trainer.stage import run_stage
 from argomlops.trainer.steps import make_optimizer, train_step

@@ -11,7 +11,7 @@ holds them for the current run, and `history` keeps a short `HistoryEntry` of ea
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -33,32 +33,40 @@ class StatusSection(BaseModel):
     model_config = ConfigDict(extra="ignore", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
 
 
+# Fields that both the status and a history entry hold: described once.
+RunId = Annotated[str | None, Field(description="Id of the run (its UTC start time).")]
+Artifacts = Annotated[str | None, Field(description="URI of the run's artifacts: <artifacts>/<run-id>.")]
+StartedAt = Annotated[str | None, Field(description="When the run's Workflow started.")]
+FinishedAt = Annotated[str | None, Field(description="When the run's Workflow finished.")]
+CostUSD = Annotated[float | None, Field(alias="costUSD", description="Estimated GPU cost of all attempts, in USD.")]
+
+
 class RunFigures(StatusSection):
     """What the current run's Workflow says: mirrored into the status on every Workflow change."""
 
     stage: str | None = Field(None, description="Stage now running (or last run).")
     epoch: str | None = Field(None, description="Progress of the current stage, N/M steps.")
     progress: str | None = Field(None, description="Argo's progress of the whole run, N/M.")
-    started_at: str | None = Field(None, description="When the run's Workflow started.")
-    finished_at: str | None = Field(None, description="When the run's Workflow finished.")
+    started_at: StartedAt = None
+    finished_at: FinishedAt = None
     attempts: int | None = Field(None, description="Training pods started, retries included.")
     preemptions: int | None = Field(
         None, description="Attempts that Argo retried (the template retries only preemptions)."
     )
     gpu_hours: float | None = Field(None, description="GPU-hours of all attempts.")
-    cost_usd: float | None = Field(None, alias="costUSD", description="Estimated GPU cost of all attempts, in USD.")
+    cost_usd: CostUSD = None
 
 
 class HistoryEntry(StatusSection):
     """One earlier run of the object, kept in `status.history`."""
 
-    run_id: str | None = Field(None, description="Id of the run (its UTC start time).")
+    run_id: RunId = None
     phase: Phase | None = Field(None, description="How the run ended (or its phase, while it still runs).")
     generation: int | None = Field(None, description="Spec generation of the run.")
-    artifacts: str | None = Field(None, description="URI of the run's artifacts: <artifacts>/<run-id>.")
-    started_at: str | None = Field(None, description="When the run's Workflow started.")
-    finished_at: str | None = Field(None, description="When the run's Workflow finished.")
-    cost_usd: float | None = Field(None, alias="costUSD", description="Estimated GPU cost of all attempts, in USD.")
+    artifacts: Artifacts = None
+    started_at: StartedAt = None
+    finished_at: FinishedAt = None
+    cost_usd: CostUSD = None
 
 
 class MLOpsStatus(RunFigures):
@@ -71,11 +79,11 @@ class MLOpsStatus(RunFigures):
     message: str | None = Field(None, description="Why, in one line.")
     errors: list[str] | None = Field(None, description="One line per bad field of an Invalid spec.")
     observed_generation: int | None = Field(None, description="The spec generation last handled.")
-    run_id: str | None = Field(None, description="Id of the current run (its UTC start time).")
+    run_id: RunId = None
     run_generation: int | None = Field(None, description="The spec generation of the current run.")
     workflow: str | None = Field(None, description="Name of the current run's Workflow.")
     config_map: str | None = Field(None, description="Name of the current run's ConfigMap (run.yaml).")
-    artifacts: str | None = Field(None, description="URI of the run's artifacts: <artifacts>/<run-id>.")
+    artifacts: Artifacts = None
     history: list[HistoryEntry] | None = Field(
         None, description="Past runs, newest first (bounded by the operator's history limit)."
     )

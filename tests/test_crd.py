@@ -129,3 +129,36 @@ def test_schema_rejects_what_the_models_reject() -> None:
     assert any("'gpu' was unexpected" in m for m in messages)
     assert any("kmeans" in m for m in messages)
     assert any("0 is less than the minimum of 1" in m for m in messages)
+
+
+def _committed_status_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(COMMITTED.read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return schema
+
+
+def test_committed_status_schema_is_the_status_model() -> None:
+    """The drift test of the status: the committed schema is MLOpsStatus's, field for field."""
+    from argomlops.operator.crd import status_schema
+    from argomlops.operator.mlops_status import PHASES, MLOpsStatus, wire_name
+
+    committed = _committed_status_schema()
+    assert committed == status_schema()
+    assert set(committed["properties"]) == {wire_name(name) for name in MLOpsStatus.model_fields}
+    assert committed["properties"]["phase"]["enum"] == list(PHASES)
+
+
+def test_every_status_the_operator_writes_passes_the_committed_schema() -> None:
+    """A full status built by status_patch (no nulls: jsonschema does not know OpenAPI's nullable)."""
+    from argomlops.operator.mlops_status import HistoryEntry, status_patch
+
+    old = HistoryEntry(run_id="2026-11-26_10h00m00s", phase="Failed", generation=1, cost_usd=0.4)
+    status = status_patch(
+        phase="Running", run_phase="Running", message="m", errors=["a: b"], observed_generation=2,
+        run_id="2026-11-27_09h01m09s", run_generation=2, workflow="w", config_map="c", artifacts="gs://b/r",
+        stage="vqvae", epoch="3/10", progress="3/20", started_at="2026-11-27T09:01:09Z", finished_at="x",
+        attempts=2, preemptions=1, gpu_hours=1.5, cost_usd=0.21, history=[old],
+    )  # fmt: skip
+    jsonschema.validate(status, _committed_status_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**status, "phase": "Sleeping"}, _committed_status_schema())

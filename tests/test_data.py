@@ -14,8 +14,9 @@ from PIL import Image
 
 from argomlops.config import DataConfig
 from argomlops.errors import EXIT_INVALID, InputError
-from argomlops.trainer import data, demo_data
-from argomlops.trainer.data import image_dataset, load_images, select_images, split_names
+from argomlops.trainer import demo_data, pipeline
+from argomlops.trainer.data import select_images, split_names
+from argomlops.trainer.pipeline import image_dataset, load_images
 from argomlops.trainer.storage import open_store
 
 
@@ -304,21 +305,17 @@ def test_batches_shuffle_and_repeat(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("in_memory", [True, False], ids=["decoded-in-memory", "streaming"])
-def test_a_file_corrupted_after_selection_is_dropped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
-) -> None:
+def test_a_file_corrupted_after_selection_is_dropped(tmp_path: Path, in_memory: bool) -> None:
     paths = [str(p) for p in _folder(tmp_path, 6)]
     Path(paths[2]).write_bytes(b"corrupted after the check")
-    if not in_memory:
-        monkeypatch.setattr(data, "_CACHE_BYTES", 0)
-    batches = list(image_dataset(paths, 8, 5, shuffle=True, seed=0))
+    batches = list(image_dataset(paths, 8, 5, shuffle=True, seed=0, in_memory=in_memory))
     assert [b.shape[0] for b in batches] == [5]
 
 
 def test_decoded_sets_are_reused_until_files_change(tmp_path: Path) -> None:
     paths = [str(p) for p in _folder(tmp_path, 3)]
-    first = data.decoded_images(paths, 8)
-    assert data.decoded_images(paths, 8) is first
+    first = pipeline.decoded_images(paths, 8)
+    assert pipeline.decoded_images(paths, 8) is first
     _png(Path(paths[0]), colour=(255, 255, 255))
-    changed = data.decoded_images(paths, 8)
+    changed = pipeline.decoded_images(paths, 8)
     assert changed is not first and int(changed[0, 4, 4, 0]) == 255

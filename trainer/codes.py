@@ -24,8 +24,9 @@ import numpy as np
 
 from argomlops.config import RunConfig
 from argomlops.errors import InputError
-from argomlops.trainer.data import image_dataset, select_images
+from argomlops.trainer.data import select_images
 from argomlops.trainer.logs import log
+from argomlops.trainer.pipeline import image_dataset
 from argomlops.trainer.storage import ArtifactStore
 from argomlops.trainer.vqvae import encode_indices
 

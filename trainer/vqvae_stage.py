@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from argomlops.config import RunConfig
-from argomlops.trainer.data import image_dataset, load_images, select_images
+from argomlops.trainer.data import select_images
 from argomlops.trainer.images import reconstruction_png
 from argomlops.trainer.logs import log
+from argomlops.trainer.pipeline import image_dataset, load_images
 from argomlops.trainer.run import Run
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
 from argomlops.trainer.steps import MetricsFn, make_optimizer
