@@ -12,11 +12,18 @@ from argomlops.trainer.sampler import Sampler, reference_sample
 K = 7
 
 
-@pytest.mark.parametrize(("k", "tags"), [(1, []), (2, ["standing", "sitting"])])
-def test_compiled_sampler_matches_the_reference_loop(k: int, tags: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("k", "tags", "layers", "dilations"),
+    [(1, [], 1, [1]), (2, ["standing", "sitting"], 1, [1]), (1, ["standing", "sitting"], 3, [2, 3]), (2, [], 2, [4])],
+)
+def test_compiled_sampler_matches_the_reference_loop(
+    k: int, tags: list[str], layers: int, dilations: list[int]
+) -> None:
     # A grid taller and wider than the receptive field of one gated layer, so the row and column caches
-    # are read at every offset, including the zero padding at the edges.
-    config = PixelCNNConfig(filters=8, layers=1, kernel_size=3, embedding_dim=4, condition_on_tags=tags)
+    # are read at every offset, including the zero padding at the edges; dilated blocks read them strided.
+    config = PixelCNNConfig(
+        filters=8, layers=layers, kernel_size=3, embedding_dim=4, condition_on_tags=tags, dilations=dilations
+    )
     model = build_pixelcnn(config, (7, 5), K, k)
     condition = np.eye(2, dtype="float32")[[0, 1, 0, 1]] if tags else None
     sampler = Sampler(model)
@@ -60,3 +67,15 @@ def test_conditional_prior_needs_a_condition() -> None:
     config = PixelCNNConfig(filters=8, layers=1, embedding_dim=4, condition_on_tags=["standing"])
     with pytest.raises(ValueError, match="conditional"):
         Sampler(build_pixelcnn(config, (3, 3), K, 1)).sample(2)
+
+
+def test_only_the_masked_region_is_drawn_and_it_follows_the_reference() -> None:
+    model = build_pixelcnn(PixelCNNConfig(filters=8, layers=2, embedding_dim=4, dilations=[2]), (5, 4), K, 2)
+    sampler = Sampler(model)
+    base = sampler.sample(3, seed=1)
+    mask = np.zeros((5, 4), bool)
+    mask[1:3, 1:3] = True
+    redrawn = sampler.sample(3, seed=2, codes=base, mask=mask)
+    np.testing.assert_array_equal(redrawn[:, ~mask], base[:, ~mask])
+    assert (redrawn[:, mask] != base[:, mask]).any()
+    np.testing.assert_array_equal(redrawn, reference_sample(model, 3, seed=2, codes=base, mask=mask))

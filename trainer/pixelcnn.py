@@ -14,6 +14,11 @@ How the ordering is enforced:
 3. The head adds, for code j, a projection of the embeddings of codes 0..j-1 at the same position
    (a block-triangular masked dense), so within-position order needs no channel masks in the stacks.
 
+Dilation (`dilations`, cycled over the blocks after the first) widens what a block sees without more
+layers: a block of dilation d looks at rows i - r*d, ..., i (stride d) in the vertical stack and
+columns j - r*d, ..., j in the horizontal one, which keeps the order above. With six 3x3 blocks
+dilated 1, 2, 4, ... the vertical stack covers a 16x16 code grid instead of six rows of it.
+
 The layers also expose their pieces one row or one position at a time (`GatedBlock.vertical_row`,
 `GatedBlock.horizontal_at`, `GatedPixelCNN.head`) so that the sampler in `sampler.py` computes each
 activation once instead of running the whole model per code.
@@ -53,22 +58,33 @@ class GatedBlock(keras.layers.Layer):
         mask_type: "A" for the first block (the horizontal stack does not see the current position),
             "B" after it (it does, through the previous block's features at this position).
         condition_size: length of the conditioning vector (0 = unconditional).
+        dilation: spacing d of the kernel taps along rows and columns (type A blocks take 1).
     """
 
     def __init__(
-        self, filters: int, kernel_size: int, mask_type: str = "B", condition_size: int = 0, **kwargs: Any
+        self,
+        filters: int,
+        kernel_size: int,
+        mask_type: str = "B",
+        condition_size: int = 0,
+        dilation: int = 1,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if dilation < 1 or (mask_type == "A" and dilation != 1):
+            raise ValueError(f"dilation must be >= 1, and 1 for a type A block; got {dilation}")
         self.filters = filters
         self.kernel_size = kernel_size
         self.mask_type = mask_type
         self.condition_size = condition_size
+        self.dilation = dilation
         reach = kernel_size // 2
         self.reach = reach
+        self.span = reach * dilation  # how far the taps reach: rows above, columns to each side
         self.vertical_conv = keras.layers.Conv2D(2 * filters, (reach + 1, kernel_size), name="vertical")
         self.horizontal_conv = keras.layers.Conv2D(2 * filters, (1, reach + 1), name="horizontal")
         self.link = keras.layers.Conv2D(2 * filters, 1, name="link")
@@ -91,18 +107,25 @@ class GatedBlock(keras.layers.Layer):
     def _condition(self, layer: keras.layers.Layer, condition: Any) -> Any:
         return layer(condition)[:, None, None, :]  # (B, 1, 1, 2F)
 
+    @staticmethod
+    def _conv(x: Any, layer: keras.layers.Layer, dilation: tuple[int, int]) -> Any:
+        """`layer`'s kernel and bias applied with `dilation` ("valid"): the full model and the sampler's
+        gathered slabs use the same weights with different tap spacings."""
+        kernel = ops.cast(layer.kernel, x.dtype)
+        return ops.conv(x, kernel, padding="valid", dilation_rate=dilation) + ops.cast(layer.bias, x.dtype)
+
     def vertical(self, v: Any, condition: Any = None) -> tuple[Any, Any]:
         """Vertical stack: (output, pre-activation); row i of both depends on input rows <= i only."""
-        r = self.reach
-        pre = self.vertical_conv(ops.pad(v, [[0, 0], [r, 0], [r, r], [0, 0]]))  # (B, H, W, 2F)
+        s, d = self.span, self.dilation
+        pre = self._conv(ops.pad(v, [[0, 0], [s, 0], [s, s], [0, 0]]), self.vertical_conv, (d, d))  # (B, H, W, 2F)
         if self.condition_size:
             pre = pre + self._condition(self.vertical_condition, condition)
         return gate(pre), pre
 
     def vertical_row(self, slab: Any, condition: Any = None) -> Any:
-        """Pre-activation (B, 1, W, 2F) of one row from input rows i-r .. i (B, r+1, W, C), zeros above row 0."""
-        r = self.reach
-        pre = self.vertical_conv(ops.pad(slab, [[0, 0], [0, 0], [r, r], [0, 0]]))
+        """Pre-activation (B, 1, W, 2F) of row i from the input rows it sees, i-r*d, ..., i (B, r+1, W, C)."""
+        s = self.span
+        pre = self._conv(ops.pad(slab, [[0, 0], [0, 0], [s, s], [0, 0]]), self.vertical_conv, (1, self.dilation))
         if self.condition_size:
             pre = pre + self._condition(self.vertical_condition, condition)
         return pre
@@ -112,17 +135,20 @@ class GatedBlock(keras.layers.Layer):
         r = self.reach
         if self.mask_type == "A":
             # One more column of left padding and the last output dropped: column j sees j-r-1 .. j-1.
-            pre = self.horizontal_conv(ops.pad(h, [[0, 0], [0, 0], [r + 1, 0], [0, 0]]))[:, :, :-1]
+            pre = self._conv(ops.pad(h, [[0, 0], [0, 0], [r + 1, 0], [0, 0]]), self.horizontal_conv, (1, 1))
+            pre = pre[:, :, :-1]
         else:
-            pre = self.horizontal_conv(ops.pad(h, [[0, 0], [0, 0], [r, 0], [0, 0]]))  # sees j-r .. j
+            # Column j sees j-r*d, ..., j.
+            padded = ops.pad(h, [[0, 0], [0, 0], [self.span, 0], [0, 0]])
+            pre = self._conv(padded, self.horizontal_conv, (1, self.dilation))
         return self._horizontal_out(pre, link_input, h, condition)
 
     def horizontal_at(self, slab: Any, link_input: Any, condition: Any = None) -> Any:
         """Output (B, 1, 1, F) at one position from the r+1 columns it sees (B, 1, r+1, C).
 
-        Those are columns j-r-1 .. j-1 of the input for type A, j-r .. j of the previous block for type B.
+        Those are columns j-r-1 .. j-1 of the input for type A, j-r*d, ..., j of the previous block for type B.
         """
-        pre = self.horizontal_conv(slab)  # (B, 1, 1, 2F)
+        pre = self._conv(slab, self.horizontal_conv, (1, 1))  # (B, 1, 1, 2F)
         return self._horizontal_out(pre, link_input, slab[:, :, -1:], condition)
 
     def _horizontal_out(self, pre: Any, link_input: Any, h: Any, condition: Any) -> Any:
@@ -143,6 +169,7 @@ class GatedBlock(keras.layers.Layer):
             kernel_size=self.kernel_size,
             mask_type=self.mask_type,
             condition_size=self.condition_size,
+            dilation=self.dilation,
         )
         return config
 
@@ -159,6 +186,7 @@ class GatedPixelCNN(keras.layers.Layer):
         kernel_size: odd kernel size of the blocks.
         embedding_dim: size of the learned embedding of each input code.
         condition_size: length of the conditioning vector (0 = unconditional).
+        dilations: dilation of the blocks after the first, cycled (block i takes dilations[(i-1) % n]).
     """
 
     def __init__(
@@ -170,9 +198,11 @@ class GatedPixelCNN(keras.layers.Layer):
         kernel_size: int = 3,
         embedding_dim: int = 32,
         condition_size: int = 0,
+        dilations: tuple[int, ...] | list[int] = (1,),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.dilations = tuple(int(d) for d in dilations) or (1,)
         self.num_embeddings = num_embeddings
         self.codes_per_position = codes_per_position
         self.filters = filters
@@ -182,7 +212,14 @@ class GatedPixelCNN(keras.layers.Layer):
         self.condition_size = condition_size
         self.embedding = keras.layers.Embedding(num_embeddings, embedding_dim, name="embedding")
         self.blocks = [
-            GatedBlock(filters, kernel_size, "A" if i == 0 else "B", condition_size, name=f"block_{i}")
+            GatedBlock(
+                filters,
+                kernel_size,
+                "A" if i == 0 else "B",
+                condition_size,
+                dilation=1 if i == 0 else self.dilations[(i - 1) % len(self.dilations)],
+                name=f"block_{i}",
+            )
             for i in range(layers + 1)
         ]
         self.features = keras.layers.Dense(filters, name="features")
@@ -252,6 +289,7 @@ class GatedPixelCNN(keras.layers.Layer):
             kernel_size=self.kernel_size,
             embedding_dim=self.embedding_dim,
             condition_size=self.condition_size,
+            dilations=list(self.dilations),
         )
         return config
 
@@ -277,6 +315,7 @@ def build_pixelcnn(
         kernel_size=config.kernel_size,
         embedding_dim=config.embedding_dim,
         condition_size=len(config.condition_on_tags),
+        dilations=config.dilations,
         name="gated_pixelcnn",
     )
     if config.condition_on_tags:

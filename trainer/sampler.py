@@ -8,7 +8,11 @@ the way the model would see it, instead of running the whole model per code:
 - at position (i, j), each block's horizontal output at j from the r+1 columns it sees, kept in
   per-block column caches of the current row;
 - then the head once per code of the position.
-So a whole grid costs about two forward passes of compute, plus the loop.
+So a whole grid costs about two forward passes of compute, plus the loop. A dilated block (dilation d)
+reads its caches at a stride of d: r*d rows above, r*d columns to the left, every d-th of them.
+
+Given `codes` and a `mask`, only the masked positions are drawn and the rest are kept: the prior sees
+the kept codes before a masked position as it goes (what `argomlops animate` uses to resample a region).
 
 Randomness is Gumbel noise hashed from (seed, step, image, code), step = the code's index in the
 sampling order, so a seed gives the same grids with or without XLA and on any device (up to float
@@ -69,26 +73,48 @@ class Sampler:
         self.conditional = self.core.condition_size > 0
         self._graph = tf.function(self._loop, jit_compile=jit_compile, reduce_retracing=True)
 
-    def sample(self, count: int, seed: int = 0, temperature: float = 1.0, condition: Any = None) -> np.ndarray:
-        """`count` code grids (count, H, W, k) int32; `condition` (count, T) for a conditional prior."""
+    def sample(
+        self,
+        count: int,
+        seed: int = 0,
+        temperature: float = 1.0,
+        condition: Any = None,
+        codes: Any = None,
+        mask: Any = None,
+    ) -> np.ndarray:
+        """`count` code grids (count, H, W, k) int32.
+
+        Args:
+            condition: (count, T) tag vectors for a conditional prior.
+            codes: (count, H, W, k) codes to keep where `mask` is False (default: none kept).
+            mask: (H, W) or (count, H, W) booleans: True where a code is drawn (default: everywhere).
+        """
         if self.conditional:
             if condition is None:
                 raise ValueError("this prior is conditional: give a condition of shape (count, tags)")
             cond = tf.convert_to_tensor(np.asarray(condition, dtype="float32").reshape(count, -1))
         else:
             cond = tf.zeros((count, 0), tf.float32)
-        codes = self._graph(
-            tf.zeros((count, *self.grid, self.k), tf.int32),
+        shape = (count, *self.grid, self.k)
+        given = np.zeros(shape, np.int32) if codes is None else np.asarray(codes, np.int32).reshape(shape)
+        drawn = np.ones((count, *self.grid), bool) if mask is None else np.broadcast_to(mask, (count, *self.grid))
+        out = self._graph(
+            tf.constant(given),
+            tf.constant(drawn),
             tf.constant(seed, tf.int64),
             tf.constant(temperature, tf.float32),
             cond,
         )
-        return np.asarray(codes)
+        return np.asarray(out)
 
-    def _loop(self, codes: tf.Tensor, seed: tf.Tensor, temperature: tf.Tensor, cond: tf.Tensor) -> tf.Tensor:
+    def _loop(
+        self, codes: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor, temperature: tf.Tensor, cond: tf.Tensor
+    ) -> tf.Tensor:
         core, (height, width), k = self.core, self.grid, self.k
         blocks = core.blocks
         r = core.kernel_size // 2
+        # Padding of each block's row and column caches: r*d zero entries, one more column for type A.
+        spans = [block.span for block in blocks]
         condition = cond if self.conditional else None
         batch = tf.shape(codes)[0]
         dtype = core.embed(codes[:1, :1, :1]).dtype
@@ -101,11 +127,12 @@ class Sampler:
             # Caches keep the written axis first so that one index writes a whole row or column.
             return tf.tensor_scatter_nd_update(cache, [[index]], value[None])
 
-        def slab(cache: tf.Tensor, index: Any) -> tf.Tensor:
-            # r+1 entries of the written axis from `index` (a static size, so XLA can compile it), batch first.
+        def slab(cache: tf.Tensor, index: Any, dilation: int = 1) -> tf.Tensor:
+            # r+1 entries of the written axis, every `dilation`-th from `index` (static sizes, so XLA can
+            # compile it), batch first.
             rank = len(cache.shape)
             begin = tf.concat([tf.reshape(index, [1]), tf.zeros([rank - 1], tf.int32)], 0)
-            part = tf.slice(cache, begin, [r + 1] + [-1] * (rank - 1))
+            part = tf.slice(cache, begin, [r * dilation + 1] + [-1] * (rank - 1))[::dilation]
             return tf.transpose(part, [1, 0, 2, 3]) if rank == 4 else tf.transpose(part, [1, 0, 2])[:, None]
 
         def row_step(i: tf.Tensor, codes: tf.Tensor, rows: list[tf.Tensor]) -> tuple[Any, ...]:
@@ -114,14 +141,16 @@ class Sampler:
             rows = list(rows)
             links = []
             above = tf.maximum(i - 1, 0)
-            rows[0] = put(rows[0], above + r, core.embed(codes[:, above]))
+            rows[0] = put(rows[0], above + spans[0], core.embed(codes[:, above]))
             for n, block in enumerate(blocks):
-                pre = block.vertical_row(slab(rows[n], above), condition)
+                pre = block.vertical_row(slab(rows[n], above, block.dilation), condition)
                 if n + 1 < len(blocks):
-                    rows[n + 1] = put(rows[n + 1], above + r, gate(pre)[:, 0])
+                    rows[n + 1] = put(rows[n + 1], above + spans[n + 1], gate(pre)[:, 0])
                 # Row 0 has nothing above it: its links are the conv of zeros, as in the full model.
                 links.append(tf.where(i > 0, pre, tf.zeros_like(pre)))
-            columns = [zeros(width + r + (1 if n == 0 else 0), 1, widths[n])[:, :, 0] for n in range(len(blocks))]
+            columns = [
+                zeros(width + spans[n] + (1 if n == 0 else 0), 1, widths[n])[:, :, 0] for n in range(len(blocks))
+            ]
             _, codes, _ = tf.while_loop(
                 lambda j, *_: j < width,
                 lambda j, codes, columns: column_step(i, j, codes, list(columns), links),
@@ -134,20 +163,22 @@ class Sampler:
             #    r+1 entries from index j are exactly what position j sees (type A: one more to the left).
             h = columns[0][:0]  # replaced by the first block's output
             for n, block in enumerate(blocks):
-                h = block.horizontal_at(slab(columns[n], j), tf.gather(links[n], [j], axis=2), condition)
+                seen = slab(columns[n], j, block.dilation)
+                h = block.horizontal_at(seen, tf.gather(links[n], [j], axis=2), condition)
                 if n + 1 < len(blocks):
-                    columns[n + 1] = put(columns[n + 1], j + r, h[:, 0, 0])
+                    columns[n + 1] = put(columns[n + 1], j + spans[n + 1], h[:, 0, 0])
             features = h[:, 0, 0]  # (B, F)
-            # 3. The k codes of the position, each from the ones drawn before it there.
+            # 3. The k codes of the position, each from the ones drawn before it there (or kept, off the mask).
             for c in range(k):
                 logits = core.head(features, core.embed(codes[:, i, j]))[:, c]  # (B, K)
                 drawn = _draw(logits, temperature, seed, (i * width + j) * k + c)
+                drawn = tf.where(mask[:, i, j], drawn, codes[:, i, j, c])
                 index = tf.stack([tf.range(batch), tf.fill([batch], i), tf.fill([batch], j), tf.fill([batch], c)], 1)
                 codes = tf.tensor_scatter_nd_update(codes, index, drawn)
-            columns[0] = put(columns[0], j + r + 1, core.embed(codes[:, i, j]))
+            columns[0] = put(columns[0], j + spans[0] + 1, core.embed(codes[:, i, j]))
             return j + 1, codes, columns
 
-        rows = [zeros(height + r, width, widths[n]) for n in range(len(blocks))]
+        rows = [zeros(height + spans[n], width, widths[n]) for n in range(len(blocks))]
         _, codes, _ = tf.while_loop(lambda i, *_: i < height, row_step, (tf.constant(0), codes, rows))
         return codes
 
@@ -159,6 +190,8 @@ def reference_sample(
     temperature: float = 1.0,
     condition: Any = None,
     call: Callable[[Any], Any] | None = None,
+    codes: Any = None,
+    mask: Any = None,
 ) -> np.ndarray:
     """The same draws as `Sampler.sample`, by running the whole model once per code (slow; for checks).
 
@@ -168,7 +201,9 @@ def reference_sample(
     run = call or (lambda x: model(x))
     core = core_of(model)
     (height, width), k = grid_of(model), core.codes_per_position
-    codes = np.zeros((count, height, width, k), dtype="int32")
+    shape = (count, height, width, k)
+    codes = np.zeros(shape, "int32") if codes is None else np.array(codes, "int32").reshape(shape)
+    drawn_at = np.ones(shape[:3], bool) if mask is None else np.broadcast_to(mask, shape[:3])
     cond = None if condition is None else np.asarray(condition, dtype="float32").reshape(count, -1)
     for i in range(height):
         for j in range(width):
@@ -176,5 +211,5 @@ def reference_sample(
                 logits = np.asarray(run(codes if cond is None else {"codes": codes, "tags": cond}))
                 step = (i * width + j) * k + c
                 drawn = _draw(tf.constant(logits[:, i, j, c]), tf.constant(temperature, tf.float32), seed, step)
-                codes[:, i, j, c] = drawn.numpy()
+                codes[:, i, j, c] = np.where(drawn_at[:, i, j], drawn.numpy(), codes[:, i, j, c])
     return codes

@@ -76,6 +76,13 @@ class PixelCNNConfig(Section):
     layers: int = Field(6, ge=1, le=40, description="Gated layers after the first masked convolution.")
     kernel_size: int = Field(3, ge=3, le=9, description="Odd kernel size of the gated layers.")
     embedding_dim: int = Field(32, ge=1, description="Size of the learned embedding of each input code.")
+    dilations: list[int] = Field(
+        default_factory=lambda: [1],
+        min_length=1,
+        max_length=8,
+        description="Dilation of the gated layers after the first, cycled over them, e.g. [1, 2, 4]: "
+        "each doubling widens what a layer sees, so few layers cover the whole code grid.",
+    )
     condition_on_tags: list[str] = Field(
         default_factory=list,
         description="Tags to condition on (one-hot of these, from the metadata); empty = unconditional.",
@@ -86,6 +93,13 @@ class PixelCNNConfig(Section):
     def _odd(cls, value: int) -> int:
         if value % 2 == 0:
             raise ValueError(f"kernelSize must be odd, got {value}")
+        return value
+
+    @field_validator("dilations")
+    @classmethod
+    def _dilations(cls, value: list[int]) -> list[int]:
+        if any(d < 1 or d > 64 for d in value):
+            raise ValueError(f"every dilation must be 1..64, got {value}")
         return value
 
 
