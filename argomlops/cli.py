@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, validate, operator.
+"""The `argomlops` command: train, generate, animate, validate, operator.
 
 Sub-commands import their part lazily so that `validate` and `operator` never load TensorFlow.
 """
@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0, help="seed: same seed, same images")
     generate.add_argument("--tags", nargs="*", default=[], help="condition on these tags (conditional priors)")
 
+    animate = sub.add_parser(
+        "animate", help="write an animation of a finished run: a latent walk through images, or a pan through its prior"
+    )
+    animate.add_argument("--run", required=True, help="run URI: <artifacts>/<run-id> (local or gs://)")
+    animate.add_argument("--out", required=True, help="file to write: .webp, .gif or .mp4 (local or gs://)")
+    animate.add_argument(
+        "--through", nargs="+", metavar="IMAGE", help="walk through the encodings of these images (two or more)"
+    )
+    animate.add_argument("--frames", type=int, default=48, help="frames in the animation (at least 2)")
+    animate.add_argument("--fps", type=float, default=12.0, help="frames per second")
+    animate.add_argument("--seed", type=int, default=0, help="seed of the prior walk: same seed, same file")
+    animate.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the prior walk")
+    animate.add_argument("--tags", nargs="*", default=[], help="condition the prior walk on these tags")
+
     validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
     _add_config_args(validate)
 
@@ -97,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from argomlops.trainer.generate import generate_command
 
             return generate_command(args)
+        if args.command == "animate":
+            from argomlops.trainer.animate import animate_command
+
+            return animate_command(args)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
