@@ -32,6 +32,16 @@ HAIR = np.array(
 )
 _HAIR_WEIGHTS = np.array([0.26, 0.24, 0.18, 0.08, 0.1, 0.06, 0.08])
 CROPPED_SHARE = 0.16
+# Which edges may cut each pose, and by what share of the figure, so that the pose still reads: arms-raised
+# may lose its fingertips or its feet but not an arm, a sitting figure not its seat, a walking one not its stride.
+_CROP_SIDES = {
+    "standing": ("left", "right", "top", "bottom"),
+    "sitting": ("left", "right", "top"),
+    "walking": ("left", "right", "top"),
+    "arms-raised": ("top", "bottom"),
+    "lying": ("left", "right"),
+}
+_CROP_DEPTH = {"left": (0.1, 0.25), "right": (0.1, 0.25), "top": (0.05, 0.15), "bottom": (0.1, 0.3)}
 _EYE = (35, 28, 26)
 
 
@@ -49,7 +59,7 @@ class Drawn:
 
 def supersampling(size: int) -> int:
     """How many canvas pixels make one image pixel along a side: more for small images."""
-    return 4 if size <= 96 else 3 if size <= 256 else 2
+    return 4 if size <= 96 else 2
 
 
 def _luma(colour: np.ndarray) -> float:
@@ -119,8 +129,8 @@ def _place(
 ) -> tuple[float, float, float, bool]:
     """(scale, x offset, y offset, cropped): canvas x = ox + scale x, canvas y = oy - scale y.
 
-    Uncropped figures (and their seats) stay `margin` inside the frame; a cropped figure reaches 12-35 % of
-    its own extent past one edge (left or right only for a lying figure, so it stays in view).
+    Uncropped figures (and their seats) stay `margin` inside the frame; a cropped figure reaches past one of
+    the edges `_CROP_SIDES` allows its pose, by a share of its own extent drawn from `_CROP_DEPTH`.
     """
     cropped = rng.random() < CROPPED_SHARE
     width, height = everything[2] - everything[0], everything[3] - everything[1]
@@ -135,9 +145,9 @@ def _place(
     ox = low_x + max(high_x - low_x, 0.0) * rng.random()
     oy = low_y + max(high_y - low_y, 0.0) * rng.random()
     if cropped:
-        sides = ["left", "right"] if pose == "lying" else ["left", "right", "top", "bottom", "bottom"]
+        sides = _CROP_SIDES[pose]
         side = sides[int(rng.integers(len(sides)))]
-        past = rng.uniform(0.12, 0.35)
+        past = rng.uniform(*_CROP_DEPTH[side])
         fx0, fy0, fx1, fy1 = figure * scale
         if side == "left":
             ox = -fx0 - past * (fx1 - fx0)

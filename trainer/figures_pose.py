@@ -55,7 +55,7 @@ def sample_body(rng: np.random.Generator) -> Body:
     return Body(
         head=rng.uniform(0.12, 0.15),
         head_width=rng.uniform(0.76, 0.86),
-        neck=rng.uniform(0.025, 0.045),
+        neck=rng.uniform(0.012, 0.03),
         torso=rng.uniform(0.29, 0.33),
         thigh=rng.uniform(0.225, 0.26),
         shin=rng.uniform(0.215, 0.245),
@@ -264,7 +264,8 @@ def _sitting(body: Body, rng: np.random.Generator) -> Skeleton:
         joints[f"knee.{side}"] = knee + np.array([offset * 0.5, 0.0])
         joints[f"ankle.{side}"] = ankle + np.array([offset, 0.0])
     _feet(joints, body, {"n": 0.0, "f": 0.0})
-    _arms(joints, body, {s: (rng.uniform(0, 25), rng.uniform(60, 95)) for s in ("n", "f")})
+    # Forearms slope down from the elbows so the hands rest on the thighs.
+    _arms(joints, body, {s: (rng.uniform(0, 25), rng.uniform(48, 68)) for s in ("n", "f")})
     seat = Seat(
         kind=kind,
         back_x=hip[0] - body.depth * rng.uniform(0.5, 0.9),
