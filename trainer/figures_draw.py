@@ -70,11 +70,16 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v)) * 255
 
 
-def _apart(rng: np.random.Generator, draw: object, others: list[np.ndarray], contrast: float) -> np.ndarray:
+def _apart(
+    rng: np.random.Generator,
+    draw: Callable[[np.random.Generator], np.ndarray],
+    others: list[np.ndarray],
+    contrast: float,
+) -> np.ndarray:
     """A colour from `draw(rng)` whose luma differs from each of `others` by `contrast`, or the best of 24 tries."""
     best, best_gap = None, -1.0
     for _ in range(24):
-        colour = draw(rng)  # type: ignore[operator]
+        colour = draw(rng)
         gap = min(abs(_luma(colour) - _luma(o)) for o in others)
         if gap >= contrast:
             return colour
@@ -135,7 +140,9 @@ def _place(
     cropped = rng.random() < CROPPED_SHARE
     width, height = everything[2] - everything[0], everything[3] - everything[1]
     fill = rng.uniform(0.8, 1.05) if cropped else rng.uniform(0.62, 0.92)
-    scale = min(fill * canvas / max(width, height), (canvas - 2 * margin) / max(width, height))
+    scale = fill * canvas / max(width, height)
+    if not cropped:
+        scale = min(scale, (canvas - 2 * margin) / max(width, height))
     # Offsets that keep everything inside the margin, each side chosen uniformly.
     low_x, high_x = margin - scale * everything[0], canvas - margin - scale * everything[2]
     # The floor (y = 0 at canvas row oy) stays in the lower half, so nobody floats near the top of the frame.
@@ -232,7 +239,7 @@ def _paint(
 ) -> None:
     """Paint `part` (in canvas pixels): lit where the outline moved towards the light still covers it, else shaded."""
     bounds = np.array([s.bounds() for s in part.shapes])
-    reach = float(np.abs(light).max() + 2 * part.thickness * 0.15 + 2)
+    reach = float(np.abs(light).max() + 3 * part.thickness * 0.15 + 2)  # the blur's reach included
     x0, y0 = np.floor(bounds[:, :2].min(axis=0) - reach).astype(int)
     x1, y1 = np.ceil(bounds[:, 2:].max(axis=0) + reach).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, canvas.width), min(y1, canvas.height)
@@ -258,21 +265,17 @@ def _paint(
         figure_mask.paste(255, box, mask)
 
 
-def _placed(
-    parts: list[Part], mirror: bool, floor: float, scale: float = 1.0, ox: float = 0.0, oy: float = 0.0
-) -> list[Part]:
-    """`parts` mirrored (x -> -x), lifted so `floor` is at y = 0, then mapped by (scale, ox, oy) to canvas pixels."""
-    sign = -1.0 if mirror else 1.0
-    placed = []
-    for part in parts:
-        shapes = []
-        for shape in part.shapes:
-            x, y = shape.points[:, 0] * sign, shape.points[:, 1] - floor
-            if scale != 1.0 or ox or oy:
-                x, y = ox + scale * x, oy - scale * y
-            shapes.append(Shape(np.stack([x, y], axis=1), shape.width * scale))
-        placed.append(replace(part, shapes=tuple(shapes), thickness=part.thickness * scale))
-    return placed
+def _mapped(parts: list[Part], sx: float, sy: float, dx: float, dy: float) -> list[Part]:
+    """`parts` with every point mapped (x, y) -> (dx + sx x, dy + sy y); widths scale by |sx| (|sy| is the same)."""
+    factor, shift = np.array([sx, sy]), np.array([dx, dy])
+    return [
+        replace(
+            part,
+            shapes=tuple(Shape(s.points * factor + shift, s.width * abs(sx)) for s in part.shapes),
+            thickness=part.thickness * abs(sx),
+        )
+        for part in parts
+    ]
 
 
 def draw_figure(index: int, size: int, seed: int) -> Drawn:
@@ -285,7 +288,9 @@ def draw_figure(index: int, size: int, seed: int) -> Drawn:
     seat = seat_parts(skeleton.seat) if skeleton.seat is not None else []
     mirror = bool(rng.random() < 0.5)
     raw = [*seat, *dress(skeleton, body, look)]
-    parts = _placed(raw, mirror, float(_bounds(raw)[1]))  # lying figures rest on their lowest point
+    # Mirrored to face left half the time, and lowered so the lowest point (a sole, a seat's leg, a lying
+    # figure's back) rests on the floor at y = 0.
+    parts = _mapped(raw, -1.0 if mirror else 1.0, 1.0, 0.0, -float(_bounds(raw)[1]))
     palette, wall, floor = _palette(rng)
     kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     side = 1.0 if rng.random() < 0.5 else -1.0  # the light comes from the right (1) or the left
@@ -304,7 +309,7 @@ def draw_figure(index: int, size: int, seed: int) -> Drawn:
     mask = Image.new("L", image.size, 0)
     towards = np.array([side * np.cos(elevation), -np.sin(elevation)])
     heads = []
-    for part in _placed(parts, False, 0.0, scale, ox, oy):
+    for part in _mapped(parts, scale, -scale, ox, oy):
         colour = palette[part.role] * (0.8 if part.far else 1.0)
         _paint(image, mask, part, colour, shade, towards * 0.4 * part.thickness)
         if part.head:

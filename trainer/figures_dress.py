@@ -105,19 +105,15 @@ def _leg(joints: dict[str, Vector], side: str, body: Body, role: str, far: bool)
 def _arm(joints: dict[str, Vector], side: str, body: Body, sleeves: str, far: bool) -> list[Part]:
     shoulder, elbow, wrist = (joints[f"{j}.{side}"] for j in ("shoulder", "elbow", "hand"))
     hand_end = wrist + _unit(wrist - elbow) * body.hand * 0.6
+    sleeve = "top" if sleeves == "long" else "skin"
     parts = [
-        Part("top" if sleeves == "long" else "skin", (_capsule(shoulder, elbow, body.arm_width),), body.arm_width, far),
-        Part(
-            "top" if sleeves == "long" else "skin",
-            (_capsule(elbow, wrist, body.forearm_width),),
-            body.forearm_width,
-            far,
-        ),
+        Part(sleeve, (_capsule(shoulder, elbow, body.arm_width),), body.arm_width, far),
+        Part(sleeve, (_capsule(elbow, wrist, body.forearm_width),), body.forearm_width, far),
         Part("skin", (_capsule(wrist, hand_end, body.hand * 0.72),), body.hand * 0.7, far),
     ]
-    if sleeves == "short":
-        sleeve = _capsule(shoulder, shoulder + (elbow - shoulder) * 0.5, body.arm_width * 1.12)
-        parts.insert(1, Part("top", (sleeve,), body.arm_width, far))
+    if sleeves == "short":  # over the upper half of a bare upper arm
+        short = _capsule(shoulder, shoulder + (elbow - shoulder) * 0.5, body.arm_width * 1.12)
+        parts.insert(1, Part("top", (short,), body.arm_width, far))
     return parts
 
 
