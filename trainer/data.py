@@ -19,12 +19,14 @@ from typing import Any
 
 from argomlops.config import DataConfig
 from argomlops.errors import InputError
-from argomlops.trainer import demo_data
+from argomlops.trainer import demo_data, figures_data
 from argomlops.trainer.storage import GS_SCHEME, cache_root, open_store, split_gs_uri, sync_to_cache
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # What tf.io.decode_image reads (checked on TF 2.21, WebP included); anything else is skipped.
 _DECODABLE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
+# The metadata file each built-in set is written with.
+_BUILTIN_METADATA = {"builtin:demo": demo_data.METADATA_NAME, "builtin:figures": figures_data.METADATA_NAME}
 _SHOWN_NAMES = 5
 _CHECK_THREADS = 8
 
@@ -53,9 +55,11 @@ def _few(names: Sequence[str]) -> str:
 
 
 def _source_root(config: DataConfig, log: Callable[[str], None]) -> Path:
-    """The local folder holding the images: the demo set, the folder itself, or the synced gs:// cache."""
+    """The local folder holding the images: a built-in set, the folder itself, or the synced gs:// cache."""
     if config.source == "builtin:demo":
         return demo_data.ensure_demo(log=log)
+    if config.source == "builtin:figures":
+        return figures_data.ensure_figures(config.image_size, log=log)
     if config.source.startswith(GS_SCHEME):
         bucket, prefix = split_gs_uri(config.source)
         base = Path(config.cache_dir).expanduser() if config.cache_dir else cache_root() / "data"
@@ -165,8 +169,8 @@ def _read_metadata(
 ) -> dict[str, list[str]] | None:
     """Tags of each listed image (relative path -> tags), or None without metadata; missing files are logged."""
     metadata = config.metadata
-    if metadata is None and config.source == "builtin:demo":
-        metadata = demo_data.METADATA_NAME
+    if metadata is None and config.builtin:
+        metadata = _BUILTIN_METADATA[config.source]
     if metadata is None:
         return None
     where, text = _metadata_text(metadata, root)

@@ -6,7 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from argomlops.config.base import Section, blame, check_uri
 
-BUILTIN_SOURCES = ("builtin:demo",)
+BUILTIN_SOURCES = ("builtin:demo", "builtin:figures")
 """Data sets that ship with argomlops (no download); `source: builtin:<name>`."""
 
 
@@ -15,8 +15,9 @@ class DataConfig(Section):
 
     source: str = Field(
         "builtin:demo",
-        description="Images: a local folder, a gs://bucket/prefix, or builtin:demo (crops of photos shipped "
-        "with scikit-image; no download).",
+        description="Images: a local folder, a gs://bucket/prefix, builtin:demo (crops of photos shipped "
+        "with scikit-image) or builtin:figures (3000 drawn human figures at imageSize, tagged by pose: standing, "
+        "sitting, walking, arms-raised, lying); built-in sets need no download.",
     )
     metadata: str | None = Field(
         None,
