@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, validate, operator.
+"""The `argomlops` command: train, generate, evaluate, validate, operator.
 
 Sub-commands import their part lazily so that `validate` and `operator` never load TensorFlow.
 """
@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0, help="seed: same seed, same images")
     generate.add_argument("--tags", nargs="*", default=[], help="condition on these tags (conditional priors)")
 
+    evaluate = sub.add_parser("evaluate", help="judge a finished run's generated images; writes evaluation.json")
+    evaluate.add_argument("--run", required=True, help="run URI: <artifacts>/<run-id> (local or gs://)")
+    evaluate.add_argument("--count", type=int, default=64, help="images to generate (per tag for a conditional prior)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed: same seed, same images and figures")
+    evaluate.add_argument(
+        "--temperature", type=float, default=None, help="softmax temperature (default: the run's sampling temperature)"
+    )
+    evaluate.add_argument("--tags", nargs="*", default=[], help="judge only these tags (default: all the prior's)")
+
     validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
     _add_config_args(validate)
 
@@ -97,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from argomlops.trainer.generate import generate_command
 
             return generate_command(args)
+        if args.command == "evaluate":
+            from argomlops.trainer.evaluate import evaluate_command
+
+            return evaluate_command(args)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
