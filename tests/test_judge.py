@@ -342,3 +342,27 @@ def test_evaluate_a_run_in_gcs(run_copy: Path, argomlops_cache: Path, gcs_bucket
     assert evaluation["run"] == store.uri and evaluation["generated_images"] == 8
     assert evaluation["judge"]["reused"] is True  # the cached judge travelled with the run
     assert store.read_json("provenance.json")["evaluation"]["generated_images"] == 8
+
+
+def test_the_stage_records_an_evaluation_that_cannot_run_and_goes_on(tmp_path: Path) -> None:
+    from argomlops.errors import Preempted
+    from argomlops.trainer.prior_stage import evaluate_prior
+    from argomlops.trainer.run import Run
+    from argomlops.trainer.stage import StageResult
+    from argomlops.trainer.storage import open_store
+
+    config = RunConfig.model_validate(RUN_CONFIG)
+    run = Run(config=config, run_id=RUN_ID, store=open_store(str(tmp_path)))
+    run.store.write_text("run.yaml", config.to_yaml())
+    # No pixelcnn/model.keras: the judge cannot run, the stage still ends (exit 0), provenance says why.
+    evaluate_prior(run, StageResult("pixelcnn", 1, 40))
+    error = json.loads((tmp_path / "provenance.json").read_text())["evaluation"]["error"]
+    assert "no trained PixelCNN prior" in error and not (tmp_path / "evaluation.json").exists()
+    run.stop.set()
+    with pytest.raises(Preempted, match="before the evaluation"):
+        evaluate_prior(run, StageResult("pixelcnn", 1, 40))
+    off = Run(config=config.model_copy(deep=True), run_id=RUN_ID, store=open_store(str(tmp_path / "off")))
+    off.config.training.pixelcnn.evaluate_count = 0
+    off.stop.set()
+    evaluate_prior(off, StageResult("pixelcnn", 1, 40))  # evaluateCount 0: nothing to do, nothing raised
+    assert not (tmp_path / "off").exists()
