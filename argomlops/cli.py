@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, animate, validate, operator.
+"""The `argomlops` command: train, generate, evaluate, animate, validate, operator.
 
 Sub-commands import their part lazily so that `validate` and `operator` never load TensorFlow.
 """
@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--seed", type=int, default=0, help="seed of the prior walk: same seed, same file")
     animate.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the prior walk")
     animate.add_argument("--tags", nargs="*", default=[], help="condition the prior walk on these tags")
+    evaluate = sub.add_parser("evaluate", help="judge a finished run's generated images; writes evaluation.json")
+    evaluate.add_argument("--run", required=True, help="run URI: <artifacts>/<run-id> (local or gs://)")
+    evaluate.add_argument("--count", type=int, default=64, help="images to generate (per tag for a conditional prior)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed: same seed, same images and figures")
+    evaluate.add_argument(
+        "--temperature", type=float, default=None, help="softmax temperature (default: the run's sampling temperature)"
+    )
+    evaluate.add_argument("--tags", nargs="*", default=[], help="judge only these tags (default: all the prior's)")
 
     validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
     _add_config_args(validate)
@@ -115,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from argomlops.trainer.animate import animate_command
 
             return animate_command(args)
+        if args.command == "evaluate":
+            from argomlops.trainer.evaluate import evaluate_command
+
+            return evaluate_command(args)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)

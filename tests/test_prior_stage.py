@@ -39,7 +39,7 @@ CONFIG = {
     },
     "training": {
         "vqvae": {"epochs": 1, "batchSize": 16, "stepsPerEpoch": 3},
-        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 150, "sampleCount": 4},
+        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 150, "sampleCount": 4, "evaluateCount": 0},
     },
 }
 

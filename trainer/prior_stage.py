@@ -6,6 +6,9 @@ reports loss (cross-entropy in nats), bits_per_code and accuracy; the runner tur
 train_*/val_* metrics in metrics.jsonl and TensorBoard. Every `imagesEvery` epochs (default: only at
 the end) `pixelcnn/samples/epoch-NNNN.png` shows `sampleCount` code grids drawn by the compiled sampler
 and decoded by the VQ-VAE; a conditional prior's samples cycle through its tags, one tag per column.
+When the stage has finished (or was already done without an `evaluation.json`), the judge evaluates
+`evaluateCount` generated images (`evaluate.py`; 0 = not at all). A judge that cannot be made is
+logged and recorded in provenance.json, not a failed run: the prior is trained by then.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from argomlops.config import RunConfig
+from argomlops.errors import InputError, Preempted
 from argomlops.trainer.codes import CodeSet, CodeSplit, load_or_extract_codes, load_vqvae
+from argomlops.trainer.evaluate import EVALUATION, evaluate_run, summary
 from argomlops.trainer.images import samples_png
 from argomlops.trainer.logs import log
 from argomlops.trainer.pixelcnn import build_pixelcnn
@@ -113,4 +118,26 @@ def run_prior_stage(run: Run) -> StageResult:
         )
         return prior_parts(config, codes, vqvae)
 
-    return run_stage(run, STAGE, config.training.pixelcnn, build)
+    result = run_stage(run, STAGE, config.training.pixelcnn, build)
+    evaluate_prior(run, result)
+    return result
+
+
+def evaluate_prior(run: Run, result: StageResult) -> None:
+    """Judge the finished prior (`evaluate.py`) unless evaluateCount is 0 or a skipped stage has its verdict."""
+    settings = run.config.training.pixelcnn
+    if not settings.evaluate_count or (result.skipped and run.store.exists(EVALUATION)):
+        return
+    if run.stop.is_set():
+        # SIGTERM during the stage's last checkpoint: the retry finds the stage done and evaluates.
+        raise Preempted(f"{STAGE}: stopped by SIGTERM before the evaluation; rerun to evaluate")
+    try:
+        evaluation = evaluate_run(run.store, settings.evaluate_count, seed=run.config.training.seed)
+    except InputError as exc:
+        # The prior is trained and saved: a judge that cannot be made (the data moved, say) is reported,
+        # not turned into a failed run. Without evaluation.json the next run of the stage tries again.
+        log(f"{STAGE}: evaluation skipped: {exc}")
+        run.write_provenance(evaluation={"error": str(exc)})
+        return
+    # The run's in-memory provenance is written again later (end time): it must carry the summary too.
+    run.write_provenance(evaluation=summary(evaluation))

@@ -153,7 +153,8 @@ def _choose_run_id(root: ArtifactStore) -> str:
         taken.add(run_id)
 
 
-def _stored_config(store: ArtifactStore) -> RunConfig:
+def stored_config(store: ArtifactStore) -> RunConfig:
+    """The run config in `store`'s run.yaml; an invalid one is an InputError naming the fields."""
     from pydantic import ValidationError
 
     try:
@@ -182,7 +183,7 @@ def open_run(config: RunConfig, run_id: str | None = None) -> Run:
     run_id = run_id or _choose_run_id(root)
     store = root.child(run_id)
     if store.exists("run.yaml"):
-        stored = _stored_config(store)
+        stored = stored_config(store)
         given = config.model_copy(update={"artifacts": stored.artifacts}).model_dump(mode="json", by_alias=True)
         for line in _differences(stored.model_dump(mode="json", by_alias=True), given):
             log(f"config differs from the stored run.yaml, the stored value is used: {line}")

@@ -31,6 +31,13 @@ class PixelCNNTraining(StageTraining):
     images_every: int = Field(0, ge=0, description="Write samples every this many epochs; 0 = only at the end.")
     sample_count: int = Field(16, ge=1, le=1024, description="Generated images in each samples grid.")
     temperature: float = Field(1.0, gt=0.0, le=10.0, description="Softmax temperature of sampling.")
+    evaluate_count: int = Field(
+        64,
+        ge=0,
+        le=4096,
+        description="At the end of the stage, judge this many generated images (per tag for a conditional "
+        "prior) as `argomlops evaluate` does, writing evaluation.json; 0 = do not evaluate.",
+    )
 
 
 class TrainingConfig(Section):

@@ -51,7 +51,7 @@ def _manifest(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
     manifest["spec"]["artifacts"] = f"gs://{bucket}/runs"
     manifest["spec"]["training"] = {
         "vqvae": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 40, "imagesEvery": 1},
-        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 40, "sampleCount": 4},
+        "pixelcnn": {"epochs": 3, "batchSize": 8, "stepsPerEpoch": 40, "sampleCount": 4, "evaluateCount": 8},
     }
     manifest["spec"].update(spec)
     return manifest
@@ -168,6 +168,10 @@ def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
         "vqvae": 120,
         "pixelcnn": 120,
     }
+    # 4. The pixelcnn stage ended with the judge's verdict, written to the bucket beside its classifier.
+    evaluation = json.loads(files["evaluation.json"])
+    assert evaluation["generated_images"] == 8 and "evaluation/classifier.keras" in files
+    assert provenance["evaluation"]["generated_images"] == 8
 
 
 def test_a_code_error_is_not_retried_and_fails_with_the_trainer_message(
