@@ -100,5 +100,7 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
         raise
     run.write_provenance(ended=utc_now())
     run.record_exit(0)
+    # Once more with the end time and the exit: the page written at the stage's end could not know them.
+    run.report.write(run.store)
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0
