@@ -3,8 +3,8 @@
 At the end of every stage, always. After a checkpoint only when it is cheap: the page is rebuilt when
 the time since the last rebuild is at least `1 / MAX_SHARE` times what the last rebuild took, so
 rebuilding never takes more than `MAX_SHARE` of the training time, whatever the run's size, the
-store's latency or the checkpoint interval. (Measured on 2 CPU cores: a 128-epoch run's page takes
-about a second to build, so with checkpoints a minute or more apart every checkpoint refreshes it.)
+store's latency or the checkpoint interval. (Measured on 2 busy CPU cores: a 128-epoch run's page
+takes 1.5-3 s to build, so with checkpoints a minute or more apart every checkpoint refreshes it.)
 Never during a SIGTERM checkpoint: those seconds belong to the checkpoint.
 
 A page that cannot be built is logged and skipped: a side product must never end a run of days.
