@@ -48,16 +48,22 @@ def _run_stage(run: Run, stage: str) -> None:
     log(f"{stage}: {result.epochs} epochs, {result.steps} steps; last {figures}")
 
 
-def _record_failure(run: Run, code: int, exc: BaseException) -> None:
-    """Write the failure's exit code and error line into provenance.json (`argomlops runs`: "failed") and the page."""
-    line = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+def _record_end(run: Run, code: int, exc: BaseException | None = None) -> bool:
+    """Write how the attempt ended into provenance.json; returns whether it could (never raises)."""
+    line = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if exc is not None else None
     try:
         run.record_exit(code, line)
-    except Exception as write_error:  # the store may be what failed: the original error must still surface
-        log(f"run {run.run_id}: could not record the failure in provenance.json: {write_error}")
-        return
-    # The page then says "failed" and why (after a SIGTERM there is no time for it: see report_schedule.py).
-    run.report.write(run.store)
+    except Exception as write_error:  # the store may be what failed: the exit code must stay the original
+        log(f"run {run.run_id}: could not record exit {code} in provenance.json: {write_error}")
+        return False
+    return True
+
+
+def _record_failure(run: Run, code: int, exc: BaseException) -> None:
+    """Write the failure's exit code and error line into provenance.json (`argomlops runs`: "failed") and the page."""
+    if _record_end(run, code, exc):
+        # The page then says "failed" and why (after a SIGTERM there is no time for it: report_schedule.py).
+        run.report.write(run.store)
 
 
 def train_command(config: RunConfig, args: argparse.Namespace) -> int:
@@ -85,7 +91,7 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
         for stage in stages:
             _run_stage(run, stage)
     except Preempted:
-        run.record_exit(EXIT_PREEMPTED)
+        _record_end(run, EXIT_PREEMPTED)  # a failed write must not turn the retried 143 into a failure
         raise
     except InputError as exc:
         # Bad input found before anything was trained: leave no half-made run directory behind.
