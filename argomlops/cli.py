@@ -1,6 +1,6 @@
-"""The `argomlops` command: train, generate, evaluate, animate, validate, operator.
+"""The `argomlops` command: train, generate, evaluate, animate, validate, runs, report, operator.
 
-Sub-commands import their part lazily so that `validate` and `operator` never load TensorFlow.
+Sub-commands import their part lazily so that `validate`, `runs`, `report` and `operator` never load TensorFlow.
 """
 
 from __future__ import annotations
@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature", type=float, default=None, help="softmax temperature (default: the run's sampling temperature)"
     )
     evaluate.add_argument("--tags", nargs="*", default=[], help="judge only these tags (default: all the prior's)")
+    runs = sub.add_parser("runs", help="a table of the runs under an artifacts root (local or gs://)")
+    runs.add_argument("uri", metavar="URI", help="artifacts root: the folder or gs://bucket/prefix holding run folders")
+    runs.add_argument("--json", action="store_true", help="print JSON (one object per run) instead of a table")
+    runs.add_argument(
+        "--sort",
+        default="run",
+        metavar="KEY",
+        help="run (default), started, state, parent, psnr, perplexity, bits, accuracy or cost; figures best first",
+    )
+    runs.add_argument(
+        "--since", metavar="DATE", help="only runs started at or after DATE (2026-11-27, ISO time, run id)"
+    )
+
+    report = sub.add_parser("report", help="write the self-contained HTML page of one run, or compare several")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run URI: <artifacts>/<run-id> (local or gs://)")
+    report.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write (local or gs://)")
 
     validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
     _add_config_args(validate)
@@ -115,6 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = load_config(_config_path(args), args.overrides)
             return train_command(config, args)
+        if args.command == "runs":
+            from argomlops.trainer.runs_table import runs_command
+
+            return runs_command(args)
+        if args.command == "report":
+            from argomlops.trainer.report import report_command
+
+            return report_command(args)
         if args.command == "generate":
             from argomlops.trainer.generate import generate_command
 

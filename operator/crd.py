@@ -37,6 +37,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Run", "type": "string", "jsonPath": _status_path("run_id")},
     {"name": "Stage", "type": "string", "jsonPath": _status_path("stage")},
     {"name": "Epoch", "type": "string", "jsonPath": _status_path("epoch")},
+    {"name": "Progress", "type": "string", "jsonPath": _status_path("percent"), "description": "Of the stage's steps"},
     {"name": "Cost", "type": "number", "jsonPath": _status_path("cost_usd"), "description": "Estimated USD"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -46,6 +46,9 @@ class RunFigures(StatusSection):
 
     stage: str | None = Field(None, description="Stage now running (or last run).")
     epoch: str | None = Field(None, description="Progress of the current stage, N/M steps.")
+    percent: str | None = Field(
+        None, description="The current stage's progress as a percentage of its steps, e.g. 42%."
+    )
     progress: str | None = Field(None, description="Argo's progress of the whole run, N/M.")
     started_at: StartedAt = None
     finished_at: FinishedAt = None

@@ -11,6 +11,12 @@ them missing (a Workflow the Argo controller has not touched yet has no status a
 - `status.nodes.<id>`:  `type` (Pod, Retry, DAG, ...), `displayName` (e.g. `vqvae(1)`), `templateName`,
   `phase`, `message`, `progress`, `startedAt`, `finishedAt`, `children` (node ids, in attempt order)
 
+Stage, Epoch (the newest pod's N/M steps) and Progress (the same as a percentage) follow the newest pod:
+a retried attempt reports the step it resumed at, so the percentage never goes back to 0 after a
+preemption. The Workflow's own `status.progress` sums its leaf nodes, and M grows as nodes are added
+(Argo's docs/progress.md): between the stages it reads 100%, so it is kept as it is but not turned into
+a percentage.
+
 Phases of a run, in the order a person sees them:
 
 - Pending:   no pod has started (no status yet, or pods waiting for a node).
@@ -120,6 +126,18 @@ def _stage_of(node: dict[str, Any]) -> str:
     return display or node.get("templateName") or node.get("name") or ""
 
 
+def percent_of(progress: str | None) -> str | None:
+    """`"42/100"` -> `"42%"` (rounded down: 100% only when done); None when it is no N/M with M > 0."""
+    done, _, total = (progress or "").partition("/")
+    try:
+        numbers = int(done), int(total)
+    except ValueError:
+        return None
+    if numbers[1] <= 0 or numbers[0] < 0:
+        return None
+    return f"{min(100, numbers[0] * 100 // numbers[1])}%"
+
+
 def placement_of(workflow: dict[str, Any]) -> Placement:
     """The placement the Workflow was made with (its annotation), or the default one when unreadable."""
     raw = ((workflow.get("metadata") or {}).get("annotations") or {}).get(PLACEMENT_ANNOTATION)
@@ -169,6 +187,7 @@ def summarize_workflow(workflow: dict[str, Any], *, price_per_gpu_hour: float, n
         phase=run_phase(workflow),
         stage=_stage_of(current) if current else None,
         epoch=(current.get("progress") or None) if current else None,
+        percent=percent_of(current.get("progress")) if current else None,
         progress=status.get("progress") or None,
         started_at=status.get("startedAt") or None,
         finished_at=status.get("finishedAt") or None,

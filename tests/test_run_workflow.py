@@ -157,3 +157,17 @@ def test_description_leads_back_to_the_mlops_object() -> None:
     assert annotations["workflows.argoproj.io/title"] == f"fafa {RUN_ID}"
     assert "ml/fafa" in annotations["workflows.argoproj.io/description"]
     assert annotations["argomlops.dev/mlops-object"] == "ml/fafa"
+
+
+def test_description_names_the_report_and_arguments_split_the_bucket() -> None:
+    workflow = _build(MLOpsSpec.model_validate({"artifacts": "gs://antfield/FAFA/artifacts/"}))
+    description = workflow["metadata"]["annotations"]["workflows.argoproj.io/description"]
+    page = f"gs://antfield/FAFA/artifacts/{RUN_ID}/report.html"
+    # Markdown: the URI as the link text, the browser URL of the object (the viewer's Google login) as target.
+    assert f"report: [{page}](https://storage.cloud.google.com/antfield/FAFA/artifacts/{RUN_ID}/report.html)" in (
+        description
+    )
+    params = _params(workflow)
+    assert (params["artifacts-bucket"], params["run-key"]) == ("antfield", f"FAFA/artifacts/{RUN_ID}")
+    local = _params(_build(MLOpsSpec.model_validate({"artifacts": "runs"})))
+    assert (local["artifacts-bucket"], local["run-key"]) == ("", f"runs/{RUN_ID}")

@@ -101,7 +101,8 @@ def test_every_parameter_is_declared_and_used(template: dict[str, Any]) -> None:
     used = set(re.findall(r"workflow\.parameters\.([a-z-]+)", text))
     assert used == set(declared)
     required = {p["name"] for p in template["spec"]["arguments"]["parameters"] if "value" not in p}
-    assert required == {names.P_RUN_ID, names.P_CONFIG_MAP, names.P_ARTIFACTS}
+    run = {names.P_ARTIFACTS_BUCKET, names.P_RUN_KEY}  # where the run's pictures and logs go, from the operator
+    assert required == {names.P_RUN_ID, names.P_CONFIG_MAP, names.P_ARTIFACTS, *run}
 
 
 def test_parameter_defaults_are_the_models_defaults(template: dict[str, Any]) -> None:
@@ -269,3 +270,33 @@ def test_a_failed_pod_reports_its_last_log_lines(template: dict[str, Any]) -> No
     # failed container into its termination message, which Argo shows as the node message.
     for name in ("train", "git-command"):
         assert _templates(template)[name]["container"]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+# --- what a person sees in the Argo UI: the newest pictures and the logs, in the run's bucket ----------
+
+
+def test_each_stage_node_declares_its_newest_grid_in_the_run_folder(template: dict[str, Any]) -> None:
+    spec = MLOpsSpec.model_validate({"artifacts": "gs://antfield/FAFA/artifacts"})
+    train = _templates(template)["train"]
+    (artifact,) = train["outputs"]["artifacts"]
+    variables = _variables(spec, "pixelcnn")
+    gcs = {key: render(value, variables) for key, value in artifact["gcs"].items()}
+    # In the bucket, under the run, through the pod's identity (no serviceAccountKeySecret: Workload Identity).
+    assert gcs == {"bucket": "antfield", "key": f"FAFA/artifacts/{RUN_ID}/pixelcnn/newest.png"}
+    # A plain PNG at the path the trainer is told to copy each new grid to; optional before the first grid.
+    env = {e["name"]: e["value"] for e in train["container"]["env"]}
+    assert artifact["path"] == env["ARGOMLOPS_NEWEST_IMAGES"] == "/tmp/argomlops/newest.png"
+    assert artifact["archive"] == {"none": {}} and artifact["optional"] is True
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_every_pod_log_is_archived_under_the_run(template: dict[str, Any], leaf: str) -> None:
+    spec = MLOpsSpec.model_validate({"artifacts": "gs://antfield/FAFA/artifacts"})
+    location = _templates(template)[leaf]["archiveLocation"]
+    assert location["archiveLogs"] is True and set(location) == {"archiveLogs", "gcs"}
+    variables = {**_variables(spec), "pod.name": "fafa-2026-11-27-09h01m09s-train-123"}
+    key = render(location["gcs"]["key"], variables)
+    # Argo's executor appends /main.log; pod names differ per attempt, so retries keep every log.
+    assert key == f"FAFA/artifacts/{RUN_ID}/logs/fafa-2026-11-27-09h01m09s-train-123"
+    assert render(location["gcs"]["bucket"], variables) == "antfield"
+    assert "serviceAccountKeySecret" not in location["gcs"]

@@ -4,8 +4,8 @@ A checkpoint is the folder `<stage>/checkpoints/step-00001234/` holding
 
 - `weights.npz`    every model variable (trainable or not: EMA codebook, RNG counters), by position
 - `optimizer.npz`  every optimizer variable (Adam's iteration count and moments, loss scale)
-- `state.json`     the `StageState` (epoch, step, step within the epoch, best and last epoch's metrics),
-                   variable paths, the global TF RNG state
+- `state.json`     the `StageState` of stage_state.py (epoch, step, step within the epoch, best and last
+                   epoch's metrics), variable paths, the global TF RNG state
 
 It is written to a local temp folder first, then uploaded under its fresh name; only afterwards does
 `latest.json` (see `run.py`) point at it, so a reader following `latest.json` only ever finds complete
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from argomlops.errors import InputError
+from argomlops.trainer.stage_state import STATE_FILE, StageState
 from argomlops.trainer.storage import ArtifactStore
 
 _NAME = re.compile(r"^step-(\d{8,})$")
-STATE_FILE = "state.json"
-
-
-@dataclass
-class StageState:
-    """Where a stage stands: counters, and the metrics of its last and best epoch (metrics.jsonl lines)."""
-
-    stage: str
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps completed (global within the stage)
-    step_in_epoch: int = 0
-    best: dict[str, Any] = field(default_factory=dict)
-    last: dict[str, Any] = field(default_factory=dict)
-
-    def figures(self) -> dict[str, Any]:
-        """What provenance.json records of the stage."""
-        return {"epochs": self.epoch, "steps": self.step, "last": self.last, "best": self.best}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StageState:
-        """The state part of a state.json (which also holds variable paths and the RNG state)."""
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 def load_keras(store: ArtifactStore, rel: str) -> keras.Model:
@@ -101,11 +80,6 @@ def save_checkpoint(
         for name in ("weights.npz", "optimizer.npz", STATE_FILE):
             store.upload_file(Path(temp) / name, f"{rel}/{name}")
     return rel
-
-
-def read_state(store: ArtifactStore, rel: str) -> StageState:
-    """The state of the checkpoint at `rel` (only its small state.json is read)."""
-    return StageState.from_json(store.read_json(f"{rel}/{STATE_FILE}"))
 
 
 def _read_checkpoint(

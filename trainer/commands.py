@@ -11,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from argomlops.config import RunConfig
-from argomlops.errors import InputError
+from argomlops.errors import EXIT_INVALID, EXIT_PREEMPTED, InputError, Preempted
 from argomlops.trainer.logs import log, quiet_tensorflow
 
 if TYPE_CHECKING:
@@ -48,8 +48,30 @@ def _run_stage(run: Run, stage: str) -> None:
     log(f"{stage}: {result.epochs} epochs, {result.steps} steps; last {figures}")
 
 
+def _record_end(run: Run, code: int, exc: BaseException | None = None) -> bool:
+    """Write how the attempt ended into provenance.json; returns whether it could (never raises)."""
+    line = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] if exc is not None else None
+    try:
+        run.record_exit(code, line)
+    except Exception as write_error:  # the store may be what failed: the exit code must stay the original
+        log(f"run {run.run_id}: could not record exit {code} in provenance.json: {write_error}")
+        return False
+    return True
+
+
+def _record_failure(run: Run, code: int, exc: BaseException) -> None:
+    """Write the failure's exit code and error line into provenance.json (`argomlops runs`: "failed") and the page."""
+    if _record_end(run, code, exc):
+        # The page then says "failed" and why (after a SIGTERM there is no time for it: report_schedule.py).
+        run.report.write(run.store)
+
+
 def train_command(config: RunConfig, args: argparse.Namespace) -> int:
-    """Train the run's stages; returns 0, or raises InputError (exit 2) / Preempted (exit 143)."""
+    """Train the run's stages; returns 0, or raises InputError (exit 2) / Preempted (exit 143).
+
+    How the attempt ended goes into provenance.json's `last_exit` (0, 143, or the code and error line of
+    a failure), so `argomlops runs` can tell a stopped run from a failed one by its small files alone.
+    """
     import keras
 
     from argomlops.trainer.run import open_run, utc_now
@@ -68,12 +90,23 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     try:
         for stage in stages:
             _run_stage(run, stage)
-    except InputError:
+    except Preempted:
+        _record_end(run, EXIT_PREEMPTED)  # a failed write must not turn the retried 143 into a failure
+        raise
+    except InputError as exc:
         # Bad input found before anything was trained: leave no half-made run directory behind.
         if not run.resumed and not run.latest:
             run.store.delete_tree("")
             log(f"run {run.run_id}: nothing trained; removed {run.uri}")
+        else:
+            _record_failure(run, EXIT_INVALID, exc)
+        raise
+    except BaseException as exc:
+        _record_failure(run, 130 if isinstance(exc, KeyboardInterrupt) else 1, exc)
         raise
     run.write_provenance(ended=utc_now())
+    run.record_exit(0)
+    # Once more with the end time and the exit: the page written at the stage's end could not know them.
+    run.report.write(run.store)
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0

@@ -5,7 +5,8 @@
 reads `<run>/pixelcnn/model.keras` and `<run>/vqvae/model.keras` (local or gs://) and writes
 `sample-0000.png` ... one per image plus `grid.png` to `--out` (a folder or gs:// prefix). The same
 run, seed, count and temperature give the same images. `--tags standing` conditions a prior trained
-with `models.pixelcnn.conditionOnTags` on those tags.
+with `models.pixelcnn.conditionOnTags` on those tags. On a terminal a live bar shows the phase and the
+images written (`progress.terminal_progress`); elsewhere only the plain log line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from argomlops.trainer.checkpoint import load_keras
 from argomlops.trainer.codes import load_vqvae
 from argomlops.trainer.images import grid, samples_png, to_png
 from argomlops.trainer.logs import log
+from argomlops.trainer.progress import terminal_progress
 from argomlops.trainer.sampler import Sampler
 from argomlops.trainer.storage import open_store
 from argomlops.trainer.vqvae import decode_indices
@@ -65,11 +67,15 @@ def generate_command(args: argparse.Namespace) -> int:
     sampler = Sampler(prior)
     run_yaml = store.read_text("run.yaml") if store.exists("run.yaml") else None
     condition = _condition(store.uri, run_yaml, list(args.tags or []), args.count, sampler.core.condition_size)
-    codes = sampler.sample(args.count, seed=args.seed, temperature=args.temperature, condition=condition)
-    images = decode_indices(vqvae, codes)
     out = open_store(args.out)
-    for i, image in enumerate(images):
-        out.write_bytes(f"sample-{i:04d}.png", to_png(grid(image[None], columns=1, gap=0), min_side=0))
-    out.write_bytes("grid.png", samples_png(images, columns=max(1, math.ceil(math.sqrt(args.count)))))
+    # One compiled graph draws every code grid at once, so the bar can only count the images written.
+    with terminal_progress("generate: sampling", args.count, unit="images") as bar:
+        codes = sampler.sample(args.count, seed=args.seed, temperature=args.temperature, condition=condition)
+        bar.update(0, "generate: decoding")
+        images = decode_indices(vqvae, codes)
+        for i, image in enumerate(images):
+            out.write_bytes(f"sample-{i:04d}.png", to_png(grid(image[None], columns=1, gap=0), min_side=0))
+            bar.update(i + 1, "generate: writing")
+        out.write_bytes("grid.png", samples_png(images, columns=max(1, math.ceil(math.sqrt(args.count)))))
     log(f"generate: {args.count} images (seed {args.seed}, temperature {args.temperature}) written to {out.uri}")
     return 0

@@ -5,6 +5,7 @@
 - `TensorBoardLog` writes events to a local folder (the run folder itself for a local run, a temp folder
   for gs://) and `sync()` copies them to `<stage>/tensorboard/` at each checkpoint.
 - `ProgressFile` writes "done/total" to `$ARGO_PROGRESS_FILE` (Argo shows it as the node's progress).
+- `publish_newest_images` copies each new grid to `$ARGOMLOPS_NEWEST_IMAGES` (the node's output artifact).
 """
 
 from __future__ import annotations
@@ -111,3 +112,20 @@ class ProgressFile:
         temp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         temp.write_text(f"{done}/{total}")
         os.replace(temp, self.path)
+
+
+NEWEST_IMAGES_ENV = "ARGOMLOPS_NEWEST_IMAGES"
+"""A local file path; when set, every new grid is also written there (the Argo template declares it as
+the stage node's output artifact, so the Argo UI shows the newest pictures)."""
+
+
+def publish_newest_images(png: bytes, path: str | None = None) -> None:
+    """Write `png` atomically to `$ARGOMLOPS_NEWEST_IMAGES` (or `path`); nothing when neither is set."""
+    chosen = path if path is not None else os.environ.get(NEWEST_IMAGES_ENV)
+    if not chosen:
+        return
+    target = Path(chosen)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temp.write_bytes(png)
+    os.replace(temp, target)

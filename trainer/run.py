@@ -7,10 +7,13 @@
 2. A new run writes the resolved config to `run.yaml`, copies the argomlops source that runs into
    `code/`, and starts `provenance.json` (package version, git sha, parent, host, accelerator).
 
+provenance.json also records how the last attempt ended (`last_exit`: exit code, time, the error line of a
+failure; null while it runs) and where stages were stopped and resumed (`events`).
+
 `latest.json` says, per stage, which checkpoint is the newest complete state and whether the stage has
 finished (`<stage>/model.keras` written). It is written last, after every checkpoint, so whatever it
 names is complete. Where a stage stands (epoch, step, metrics) is in that checkpoint's state.json
-alone (`checkpoint.StageState`). Its shape:
+alone (`stage_state.StageState`). Its shape:
 
     {"run_id": "...", "updated": "...", "stage": "vqvae",
      "stages": {"vqvae": {"checkpoint": "vqvae/checkpoints/step-00000120", "done": false}}}
@@ -25,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -38,6 +42,7 @@ from argomlops.config import RunConfig, error_lines
 from argomlops.errors import InputError
 from argomlops.runid import new_run_id
 from argomlops.trainer.logs import log
+from argomlops.trainer.report_schedule import ReportSchedule
 from argomlops.trainer.storage import ArtifactStore, open_store
 
 
@@ -59,6 +64,9 @@ class Run:
     stop: threading.Event = field(default_factory=threading.Event)
     latest: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Rewrites report.html at the end of each stage and after checkpoints when that is cheap.
+    report: ReportSchedule = field(default_factory=ReportSchedule)
+    opened: float = field(default_factory=time.monotonic)
 
     @property
     def uri(self) -> str:
@@ -86,6 +94,18 @@ class Run:
         """Merge top-level `values` into provenance.json and write it."""
         self.provenance.update(values)
         self.store.write_json("provenance.json", self.provenance)
+
+    def record_event(self, event: str, stage: str, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
+        """Note a stop (SIGTERM) or a resume at a point of a stage; written with the stage's next record."""
+        where = {"epoch": epoch, "step_in_epoch": step_in_epoch, "steps_per_epoch": steps_per_epoch}
+        self.provenance.setdefault("events", []).append({"event": event, "stage": stage, **where, "at": utc_now()})
+
+    def record_exit(self, code: int, error: str | None = None) -> None:
+        """Write how this attempt ended (exit code, error line of a failure, its seconds) into provenance.json."""
+        seconds = float(self.provenance.get("trained_seconds") or 0.0) + time.monotonic() - self.opened
+        self.write_provenance(
+            last_exit={"code": code, "at": utc_now(), "error": error}, trained_seconds=round(seconds, 1)
+        )
 
 
 def git_sha() -> str | None:
@@ -214,5 +234,7 @@ def open_run(config: RunConfig, run_id: str | None = None) -> Run:
         host=socket.gethostname(),
         platform=platform.platform(),
         accelerators=accelerators(),
+        # null while an attempt runs; record_exit fills it in (argomlops runs tells running from failed by it).
+        last_exit=None,
     )
     return run

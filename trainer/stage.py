@@ -18,7 +18,12 @@ batches of an epoch, the validation batches and an images callback. `run_stage` 
 - SIGTERM: `install_sigterm_handler(run.stop)` only sets a flag; after each step the loop checks it,
   checkpoints the current step (mid-epoch), writes latest.json and raises `Preempted` (exit 143);
 - `<stage>/model.keras` and a last images grid at the end; per-stage figures in provenance.json,
-  copied from the final checkpoint's state.
+  copied from the final checkpoint's state;
+- what a person watches: every epoch's log line ends with the stage's ETA (`eta=4m07s`, `progress.py`),
+  a terminal also gets a live bar; each new grid is copied to `$ARGOMLOPS_NEWEST_IMAGES` (the Argo
+  node's output artifact); stops and resumes go into provenance.json's `events`; report.html is
+  rewritten at the stage's end and after checkpoints when cheap (`report_schedule.py`), never during a
+  SIGTERM checkpoint.
 
 Usage (what a stage module writes):
 
@@ -62,18 +67,18 @@ import tensorflow as tf
 from argomlops.config import StageTraining
 from argomlops.errors import InputError, Preempted
 from argomlops.trainer.checkpoint import (
-    StageState,
     list_checkpoints,
     load_keras,
     load_weights,
     prune_checkpoints,
-    read_state,
     restore_checkpoint,
     save_checkpoint,
 )
 from argomlops.trainer.logs import log
-from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog
+from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog, publish_newest_images
+from argomlops.trainer.progress import Pace, format_eta, terminal_progress
 from argomlops.trainer.run import Run, utc_now
+from argomlops.trainer.stage_state import StageState, read_state
 from argomlops.trainer.steps import MetricsFn, train_step
 
 KEEP_CHECKPOINTS = 2
@@ -203,6 +208,7 @@ class _Loop:
         self.best: dict[str, Any] = {}
         self.last: dict[str, Any] = {}
         self.progress = ProgressFile()
+        self.pace = Pace(0, self.total)
         jit = run.config.training.jit_compile
         self.train_step = tf.function(train_step(parts.model, parts.optimizer, parts.metrics), jit_compile=jit)
         self.validation_step = tf.function(lambda batch: parts.metrics(batch, False), jit_compile=jit)
@@ -227,6 +233,7 @@ class _Loop:
             self.best, self.last = state.best, state.last
             self.saved_step, self.saved_rel = self.step, rel
             log(f"{self.stage}: resumed from {rel}: epoch {self.epoch}, step {self.step} (+{self.step_in_epoch})")
+            self.run.record_event("resumed", self.stage, self.epoch, self.step_in_epoch, self.steps_per_epoch)
         elif self.run.parent is not None:
             self._from_parent()
         self.metrics = MetricsLog(store, self.stage)
@@ -252,32 +259,37 @@ class _Loop:
     def train(self) -> None:
         """Run the remaining epochs; raises Preempted after a checkpoint when the stop flag is set."""
         settings, parts = self.settings, self.parts
-        while self.epoch < settings.epochs:
-            number = self.epoch + 1
-            started = time.monotonic()
-            train = _Mean()
-            batches = iter(_skip(parts.train_batches(number), self.step_in_epoch))
-            first = self.step_in_epoch
-            while self.step_in_epoch < self.steps_per_epoch:
+        self.pace = Pace(self.step, self.total)
+        with terminal_progress(self.stage, self.total, completed=self.step) as bar:
+            while self.epoch < settings.epochs:
+                number = self.epoch + 1
+                started = time.monotonic()
+                train = _Mean()
+                batches = iter(_skip(parts.train_batches(number), self.step_in_epoch))
+                first = self.step_in_epoch
+                while self.step_in_epoch < self.steps_per_epoch:
+                    self._check_stop()
+                    train.add(self.train_step(next(batches)))
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    self.progress.update(self.step, self.total)
+                    bar.update(self.step, f"{self.stage} epoch {number}/{settings.epochs}")
+                    if self.step_in_epoch % LOG_EVERY_STEPS == 0:
+                        log(
+                            f"{self.stage} epoch {number} step {self.step_in_epoch}/{self.steps_per_epoch} "
+                            f"{_fmt(train.result())} eta={format_eta(self.pace.eta(self.step))}"
+                        )
+                train_seconds = time.monotonic() - started
+                self._end_epoch(number, train, train_seconds, self.step_in_epoch - first, started)
                 self._check_stop()
-                train.add(self.train_step(next(batches)))
-                self.step += 1
-                self.step_in_epoch += 1
-                self.progress.update(self.step, self.total)
-                if self.step_in_epoch % LOG_EVERY_STEPS == 0:
-                    log(
-                        f"{self.stage} epoch {number} step {self.step_in_epoch}/{self.steps_per_epoch} "
-                        f"{_fmt(train.result())}"
-                    )
-            train_seconds = time.monotonic() - started
-            self._end_epoch(number, train, train_seconds, self.step_in_epoch - first, started)
-            self._check_stop()
 
     def _check_stop(self) -> None:
         if self.run.stop.is_set():
             where = f"epoch {self.epoch} + {self.step_in_epoch} steps, step {self.step}"
             log(f"{self.stage}: SIGTERM: checkpointing at {where}")
-            self.checkpoint()
+            self.run.record_event("stopped", self.stage, self.epoch, self.step_in_epoch, self.steps_per_epoch)
+            # No report now: the node's shutdown notice leaves seconds, and they belong to the checkpoint.
+            self.checkpoint(report=False)
             raise Preempted(
                 f"{self.stage}: stopped by SIGTERM at step {self.step}; checkpoint written, rerun to resume"
             )
@@ -294,7 +306,9 @@ class _Loop:
         self.epoch, self.step_in_epoch = number, 0
         last_epoch = number == settings.epochs
         if parts.images is not None and (last_epoch or (settings.images_every and number % settings.images_every == 0)):
-            self.run.store.write_bytes(f"{self.stage}/{parts.images_dir}/epoch-{number:04d}.png", parts.images(number))
+            png = parts.images(number)
+            self.run.store.write_bytes(f"{self.stage}/{parts.images_dir}/epoch-{number:04d}.png", png)
+            publish_newest_images(png)
         record["wall_s"] = round(time.monotonic() - started, 2)
         self.last = record
         monitored = record.get(parts.monitor)
@@ -306,6 +320,7 @@ class _Loop:
         log(
             f"{self.stage} epoch {number}/{settings.epochs} step {self.step} "
             + _fmt({k: v for k, v in record.items() if k not in ("stage", "epoch", "step")})
+            + f" eta={format_eta(self.pace.eta(self.step))}"
         )
         if last_epoch or number % settings.checkpoint_every == 0:
             self.checkpoint()
@@ -321,8 +336,8 @@ class _Loop:
         return mean.result("val_") if mean.count else {}
 
     # -- checkpoint and finish --------------------------------------------------------------------
-    def checkpoint(self) -> str:
-        """Checkpoint the current step, then point latest.json at it, then drop old checkpoints."""
+    def checkpoint(self, report: bool = True) -> str:
+        """Checkpoint the current step, point latest.json at it, drop old checkpoints, refresh report.html."""
         if self.saved_step == self.step and self.saved_rel:
             return self.saved_rel
         rel = save_checkpoint(self.run.store, self.parts.model, self.parts.optimizer, self.state())
@@ -330,6 +345,8 @@ class _Loop:
         self.run.write_latest(self.stage, checkpoint=rel, done=False)
         self.saved_step, self.saved_rel = self.step, rel
         prune_checkpoints(self.run.store, self.stage, KEEP_CHECKPOINTS, rel)
+        if report:
+            self.run.report.after_checkpoint(self.run.store)
         return rel
 
     def finish(self) -> StageResult:
@@ -343,6 +360,7 @@ class _Loop:
         # The last epoch always checkpoints, so the newest checkpoint is this final state.
         self.run.write_latest(self.stage, checkpoint=self.checkpoint(), done=True)
         self.run.record_stage(self.stage, **self.state().figures(), model=rel, finished=utc_now())
+        self.run.report.write(self.run.store)
         log(f"{self.stage}: done after {self.epoch} epochs, {self.step} steps; wrote {self.run.uri}/{rel}")
         return StageResult(self.stage, self.epoch, self.step, self.last, self.best)
 

@@ -69,6 +69,16 @@ class ArtifactStore(ABC):
     def exists(self, rel: str) -> bool:
         """Whether a file (not a folder) exists at `rel`."""
 
+    def folders(self, prefix: str = "") -> list[str]:
+        """Sorted names of the folders directly under `prefix` (not recursive; files there are left out).
+
+        The backends answer it without listing what lies deeper (`argomlops runs` lists a bucket of
+        runs without listing their checkpoints); this fallback derives it from `list`.
+        """
+        base = _clean_rel(prefix)
+        cut = len(base) + 1 if base else 0
+        return sorted({path[cut:].split("/", 1)[0] for path in self.list(base) if "/" in path[cut:]})
+
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Sorted paths of the files under the folder `prefix`, recursive, relative to this store's root.
@@ -171,6 +181,12 @@ class LocalStore(ArtifactStore):
 
     def exists(self, rel: str) -> bool:
         return self._path(rel).is_file()
+
+    def folders(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix)
@@ -279,6 +295,15 @@ class GCSStore(ArtifactStore):
     def _blobs(self, prefix: str) -> Iterator[Any]:
         folder = self._key(prefix)
         return gcs_client().list_blobs(self.bucket_name, prefix=f"{folder}/" if folder else None)
+
+    def folders(self, prefix: str = "") -> list[str]:
+        folder = self._key(prefix)
+        start = f"{folder}/" if folder else ""
+        # With a delimiter GCS answers the next level's prefixes only, however much lies below them.
+        pages = gcs_client().list_blobs(self.bucket_name, prefix=start or None, delimiter="/")
+        for _page in pages.pages:
+            pass
+        return sorted(p[len(start) :].rstrip("/") for p in pages.prefixes)
 
     def list(self, prefix: str = "") -> list[str]:
         cut = len(self.prefix) + 1 if self.prefix else 0

@@ -26,14 +26,37 @@ def run_uri(spec: MLOpsSpec, run_id: str) -> str:
     return f"{spec.artifacts.rstrip('/')}/{run_id}"
 
 
+def bucket_and_key(uri: str) -> tuple[str, str]:
+    """`gs://bucket/a/b` -> (`bucket`, `a/b`); a local path (no bucket: nothing for Argo to write) -> ("", path)."""
+    if not uri.startswith("gs://"):
+        return "", uri.strip("/")
+    bucket, _, key = uri[len("gs://") :].partition("/")
+    return bucket, key.strip("/")
+
+
+def report_uri(spec: MLOpsSpec, run_id: str) -> str:
+    """Where the run's page is: `<artifacts>/<run-id>/report.html`."""
+    return f"{run_uri(spec, run_id)}/report.html"
+
+
+def report_link(spec: MLOpsSpec, run_id: str) -> str:
+    """The run's page as Markdown for the Argo UI: a browser link for gs:// (the viewer's Google login)."""
+    uri = report_uri(spec, run_id)
+    bucket, key = bucket_and_key(uri)
+    return f"[{uri}](https://storage.cloud.google.com/{bucket}/{key})" if bucket else f"`{uri}`"
+
+
 def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str, str]:
     """The template's arguments for one run, every value a string (Argo parameters are strings)."""
     placement = spec.placement
     git = spec.git
+    bucket, run_key = bucket_and_key(run_uri(spec, run_id))
     return {
         names.P_RUN_ID: run_id,
         names.P_CONFIG_MAP: config_map,
         names.P_ARTIFACTS: spec.artifacts,
+        names.P_ARTIFACTS_BUCKET: bucket,
+        names.P_RUN_KEY: run_key,
         names.P_IMAGE: spec.image,
         **{names.P_RUN_STAGE[stage]: "true" if stage in spec.stages else "false" for stage in STAGE_ORDER},
         names.P_ACCELERATOR: placement.accelerator,
@@ -75,7 +98,9 @@ def build_run_workflow(
     annotations = {
         # The Argo UI shows these instead of the generated name: they lead back to the MLOps object.
         TITLE_ANNOTATION: f"{name} {run_id}",
-        DESCRIPTION_ANNOTATION: f"MLOps {namespace}/{name}, run {run_id}: {what}; artifacts in {uri}",
+        # Markdown (Argo UI >= 3.6 renders it): the run's page is one click from the Workflow list.
+        DESCRIPTION_ANNOTATION: f"MLOps {namespace}/{name}, run {run_id}: {what}; artifacts in {uri}; "
+        f"report: {report_link(spec, run_id)}",
         ARTIFACTS_ANNOTATION: uri,
         MLOPS_ANNOTATION: f"{namespace}/{name}",
         PLACEMENT_ANNOTATION: placement_json(spec.placement),

@@ -20,6 +20,13 @@ Each stage has its own "true"/"false" parameter (`run-vqvae`, `run-pixelcnn`), s
 one comparison and a new stage is one more parameter. Parameter defaults come from the models
 (`MLOpsSpec()`), so the template and a manifest without those fields agree.
 
+What a person sees in the Argo UI: each stage node's output artifact `newest-images` is the stage's
+newest grid (the trainer copies each new grid to $ARGOMLOPS_NEWEST_IMAGES; Argo's executor uploads it
+to `<run>/<stage>/newest.png` when the pod ends, through the pod's Workload Identity: the GCS artifact
+names no key secret), and every pod's log is archived to `<run>/logs/<pod>/main.log` (`log_archive`),
+so it outlives the pod that podGC deletes. Both need the bucket apart from the prefix, which Argo
+cannot split without an expression tag: the per-run Workflow passes `artifacts-bucket` and `run-key`.
+
 Progress: Argo gives every main container `$ARGO_PROGRESS_FILE` and its executor reads the "N/M" the
 trainer writes there (every 3 s; patched to the controller every `ARGO_PROGRESS_PATCH_TICK_DURATION`,
 1 m by default). Nothing needs configuring here; the template only must not override that variable,
@@ -59,6 +66,8 @@ def parameter_defaults() -> dict[str, str | None]:
         names.P_RUN_ID: None,
         names.P_CONFIG_MAP: None,
         names.P_ARTIFACTS: None,
+        names.P_ARTIFACTS_BUCKET: None,
+        names.P_RUN_KEY: None,
         names.P_IMAGE: spec.image,
     }
     defaults.update({names.P_RUN_STAGE[stage]: _bool(stage in spec.stages) for stage in STAGE_ORDER})
@@ -78,6 +87,8 @@ PARAMETER_DESCRIPTIONS = {
     names.P_RUN_ID: "Run id, e.g. 2026-11-27_09h01m09s; the run writes <artifacts>/<run-id>/.",
     names.P_CONFIG_MAP: "ConfigMap holding run.yaml, mounted read-only at /etc/argomlops.",
     names.P_ARTIFACTS: "Artifacts base URI (gs://bucket/prefix).",
+    names.P_ARTIFACTS_BUCKET: "The artifacts URI's bucket: Argo writes the node's pictures and logs there.",
+    names.P_RUN_KEY: "The run folder's key in that bucket (<prefix>/<run-id>), under which those land.",
     names.P_IMAGE: "Trainer container image.",
     **{names.P_RUN_STAGE[stage]: f"true: the run trains its {stage} stage." for stage in STAGE_ORDER},
     names.P_ACCELERATOR: "GKE accelerator: the GPU queue key (placement itself is in the per-run Workflow).",
@@ -154,6 +165,35 @@ def pod_security() -> m.PodSecurityContext:
     )
 
 
+def _run_gcs(key: str) -> m.GCSArtifact:
+    """A GCS location under the run folder, written with the pod's own identity (Workload Identity, no key)."""
+    return m.GCSArtifact(bucket=_wf(names.P_ARTIFACTS_BUCKET), key=f"{_wf(names.P_RUN_KEY)}/{key}")
+
+
+def log_archive() -> m.ArtifactLocation:
+    """Argo archives each pod's log to `<run>/logs/<pod name>/main.log`, so the UI shows it after podGC.
+
+    A template-level archiveLocation with archiveLogs turns archiving on for this template whatever the
+    controller's default (Argo's IsArchiveLogs: controller on > template > workflow); the executor
+    appends `/main.log` to the key. `{{pod.name}}` is distinct per attempt, so a retry keeps the log
+    of the preempted attempt beside its own.
+    """
+    return m.ArtifactLocation(archive_logs=True, gcs=_run_gcs(f"{names.LOGS_FOLDER}/{{{{pod.name}}}}"))
+
+
+def newest_images(stage: str) -> m.Artifact:
+    """The stage node's output artifact: the newest grid, as a plain PNG the Argo UI previews."""
+    return m.Artifact(
+        name="newest-images",
+        path=names.NEWEST_IMAGES_PATH,
+        # A pod stopped before its first grid has none: that is not a failure of the step.
+        optional=True,
+        # Not tarred: the UI shows only files it can recognise by the key's extension.
+        archive=m.ArchiveStrategy(none=m.NoneStrategy()),
+        gcs=_run_gcs(f"{stage}/{names.NEWEST_IMAGES_KEY}"),
+    )
+
+
 def _leaf(
     name: str,
     *,
@@ -163,11 +203,14 @@ def _leaf(
     args: list[str],
     env: list[m.EnvVar],
     working_dir: str | None = None,
+    outputs: list[m.Artifact] | None = None,
 ) -> Container:
     """One training pod recipe; the arguments are what differs between the trainer and a git command."""
     return Container(
         name=name,
         inputs=inputs,
+        outputs=outputs,
+        archive_location=log_archive(),
         command=command,
         args=args,
         env=env,
@@ -213,7 +256,8 @@ def train_container() -> Container:
             "--artifacts",
             _wf(names.P_ARTIFACTS),
         ],
-        env=_env(),
+        env=_env({"ARGOMLOPS_NEWEST_IMAGES": names.NEWEST_IMAGES_PATH}),
+        outputs=[newest_images(stage)],
     )
 
 

@@ -16,7 +16,10 @@ and nothing more. It reads the Workflow and the WorkflowTemplate from the test A
    `outputs.exitCode`, and on failure the last log lines as the node message (the template's
    `terminationMessagePolicy: FallbackToLogsOnError`);
 5. applies the template's retryStrategy: `expression` via `argo_expr.should_retry`, and
-   `limit` rendered from the parameters (the backoff wait is skipped: nothing here needs a new node).
+   `limit` rendered from the parameters (the backoff wait is skipped: nothing here needs a new node);
+6. does what Argo's executor does when a pod ends: uploads each output artifact found at its path
+   (the path lies in a folder of the pod's own, and env values naming it point there) to its rendered
+   `gcs` bucket and key, and with `archiveLocation.archiveLogs` the pod's log to `<key>/main.log`.
 
 Preemption is simulated as a spot VM's graceful shutdown: SIGTERM to the trainer, and the pod ends with
 GKE's message "Pod was terminated in response to imminent node shutdown.".
@@ -183,6 +186,28 @@ class ArgoStandIn:
             mounts[mount["mountPath"]] = folder
         return mounts
 
+    def _outputs(self, leaf: dict[str, Any], node_id: str) -> dict[str, Path]:
+        """The output artifact paths of a pod, each in a folder of that pod's own: {path in the pod: here}."""
+        artifacts = (leaf.get("outputs") or {}).get("artifacts") or []
+        return {a["path"]: self.workdir / "pods" / node_id / a["path"].lstrip("/") for a in artifacts}
+
+    def _save_outputs(self, leaf: dict[str, Any], variables: dict[str, str], node_id: str, log: str) -> None:
+        """Upload the output artifacts that exist and the log, as Argo's executor does at the end of a pod."""
+        from argomlops.trainer.storage import GCSStore
+
+        local = self._outputs(leaf, node_id)
+        for artifact in (leaf.get("outputs") or {}).get("artifacts") or []:
+            found = local[artifact["path"]]
+            if not found.exists():
+                assert artifact.get("optional"), f"output {artifact['name']} of {node_id} is missing"
+                continue
+            gcs = artifact["gcs"]
+            GCSStore(render(gcs["bucket"], variables)).upload_file(found, render(gcs["key"], variables))
+        location = leaf.get("archiveLocation") or {}
+        if location.get("archiveLogs"):
+            key = render(location["gcs"]["key"], variables)
+            GCSStore(render(location["gcs"]["bucket"], variables)).write_text(f"{key}/main.log", log)
+
     def _command(self, leaf: dict[str, Any], variables: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         container = leaf["container"]
         mounts = self._materialise_config(leaf, variables)
@@ -249,7 +274,10 @@ class ArgoStandIn:
         variables: dict[str, str],
         deadline: float,
     ) -> Attempt:
+        variables = {**variables, "pod.name": f"{workflow_name}-{task}-{number}"}
         argv, container_env = self._command(leaf, variables)
+        outputs = self._outputs(leaf, node_id)
+        container_env = {key: str(outputs.get(value, value)) for key, value in container_env.items()}
         progress_file = self.workdir / f"progress-{node_id}"
         progress_file.unlink(missing_ok=True)
         env = {**os.environ, **self.env, **container_env, "ARGO_PROGRESS_FILE": str(progress_file)}
@@ -282,6 +310,7 @@ class ArgoStandIn:
                         self.preemptions.done += 1
                 time.sleep(0.1)
         output = log_path.read_text()
+        self._save_outputs(leaf, variables, node_id, output)
         code = process.returncode
         preempted = sigterm_progress is not None
         node.update(finishedAt=_now(), outputs={"exitCode": str(code)})

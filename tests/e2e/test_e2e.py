@@ -173,6 +173,16 @@ def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
     assert evaluation["generated_images"] == 8 and "evaluation/classifier.keras" in files
     assert provenance["evaluation"]["generated_images"] == 8
 
+    # 4. What a person opens: the page, each node's newest pictures and every pod's log, under the run.
+    assert b'class="state done"' in files["report.html"] and provenance["last_exit"]["code"] == 0
+    newest = max(k for k in files if k.startswith("vqvae/reconstructions/"))
+    assert files["vqvae/newest.png"] == files[newest]
+    assert files["pixelcnn/newest.png"] == files[max(k for k in files if k.startswith("pixelcnn/samples/"))]
+    logs = sorted(k for k in files if k.startswith("logs/"))
+    assert len(logs) == len(standin.attempts) == 4 and all(k.endswith("/main.log") for k in logs)
+    assert any(b"SIGTERM: checkpointing" in files[k] for k in logs)
+    assert [e["event"] for e in provenance["events"]].count("resumed") == 2
+
 
 def test_a_code_error_is_not_retried_and_fails_with_the_trainer_message(
     cluster: Any, gcs_bucket: str, tmp_path: Path, gcs_emulator: str, argomlops_cache: Path

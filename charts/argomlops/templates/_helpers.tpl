@@ -119,3 +119,33 @@ characters like every other name of the release.
 {{- define "argomlops.frameworkName" -}}
 {{- printf "%s-framework" (include "argomlops.operatorName" . | trunc 53 | trimSuffix "-") }}
 {{- end }}
+
+{{/*
+argomlops.tensorboardName: "<fullname>-tensorboard", the name of TensorBoard's Deployment and Service, cut
+so the whole name still fits in 63 characters.
+*/}}
+{{- define "argomlops.tensorboardName" -}}
+{{- printf "%s-tensorboard" (include "argomlops.fullname" . | trunc 51 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+argomlops.tensorboardNamespace: where TensorBoard runs: tensorboard.namespace, or the first namespace of
+runs. It must be one of them: the argomlops-trainer ServiceAccount, whose Google identity reads the
+bucket, exists only there.
+*/}}
+{{- define "argomlops.tensorboardNamespace" -}}
+{{- $namespaces := include "argomlops.namespaces" . | fromJsonArray }}
+{{- $namespace := default (first $namespaces) .Values.tensorboard.namespace }}
+{{- if not (has $namespace $namespaces) }}
+{{- fail (printf "tensorboard.namespace: %s is not one of the namespaces of runs %v (the argomlops-trainer ServiceAccount lives there)" $namespace $namespaces) }}
+{{- end }}
+{{- $namespace }}
+{{- end }}
+
+{{/*
+argomlops.tensorboardLabels: the selector labels of TensorBoard's pods.
+*/}}
+{{- define "argomlops.tensorboardLabels" -}}
+{{ include "argomlops.selectorLabels" . }}
+app.kubernetes.io/component: tensorboard
+{{- end }}
