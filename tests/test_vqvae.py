@@ -122,3 +122,22 @@ def test_mixed_precision_and_xla_train_step_runs() -> None:
     assert all(np.isfinite(losses))
     assert model(_images(), training=False)["reconstruction"].dtype == tf.float32
     assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.trainable_weights, strict=True))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor() -> None:
+    from argomlops.trainer.steps import COSINE_FLOOR
+
+    optimizer = make_optimizer(1e-3, "cosine", total_steps=110, warmup_steps=10)
+    optimizer.build([keras.Variable(np.zeros(2, np.float32))])
+
+    def rate_at(step: int) -> float:
+        optimizer.iterations.assign(step)  # the counter checkpoints keep: a resume continues the curve
+        return float(optimizer.learning_rate)
+
+    values = [rate_at(step) for step in (0, 5, 10, 60, 110)]
+    assert values[0] == 0.0 and 0.0 < values[1] < values[2]
+    assert values[2] == pytest.approx(1e-3) and values[3] < values[2]
+    assert values[4] == pytest.approx(1e-3 * COSINE_FLOOR, rel=1e-3)
+    assert float(make_optimizer(1e-3).learning_rate) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="unknown learning rate schedule"):
+        make_optimizer(1e-3, "linear")

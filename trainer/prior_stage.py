@@ -30,7 +30,7 @@ from argomlops.trainer.pixelcnn import build_pixelcnn
 from argomlops.trainer.run import Run
 from argomlops.trainer.sampler import Sampler
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
-from argomlops.trainer.steps import MetricsFn, make_optimizer
+from argomlops.trainer.steps import MetricsFn
 from argomlops.trainer.vqvae import decode_indices
 
 STAGE = "pixelcnn"
@@ -88,7 +88,6 @@ def prior_parts(config: RunConfig, codes: CodeSet, vqvae: keras.Model) -> StageP
 
     return StageParts(
         model=model,
-        optimizer=make_optimizer(settings.learning_rate),
         metrics=prior_batch_metrics(model, conditional),
         # Seeded by the epoch: a resumed run sees the same order an uninterrupted one would.
         train_batches=lambda epoch: _dataset(codes.train, settings.batch_size, shuffle=True, seed=seed + epoch),

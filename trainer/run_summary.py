@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from statistics import mean
 from typing import Any
 
 import yaml
@@ -98,28 +97,14 @@ def _read_json(store: ArtifactStore, rel: str) -> Any:
 
 
 def judge_accuracy(evaluation: dict[str, Any] | None) -> float | None:
-    """The judge's accuracy of generated images in evaluation.json, or None.
+    """The judge's mean accuracy of generated images, `accuracy.mean` of evaluation.json, or None.
 
-    Read, in order: a number `accuracy`; `accuracy.mean`; the mean of `per_tag` / `conditional_accuracy`
-    (numbers, or objects with an `accuracy`). Any other shape is no accuracy, never an error.
+    trainer/evaluate.py writes that key; an unconditional prior's verdict has none (`accuracy: null`),
+    and a file of another shape is no accuracy, never an error.
     """
-    if not isinstance(evaluation, dict):
-        return None
-    value = evaluation.get("accuracy")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dict) and isinstance(value.get("mean"), int | float):
-        return float(value["mean"])
-    for key in ("per_tag", "conditional_accuracy"):
-        tags = evaluation.get(key)
-        if isinstance(tags, int | float):
-            return float(tags)
-        if isinstance(tags, dict):
-            found = [v.get("accuracy") if isinstance(v, dict) else v for v in tags.values()]
-            numbers = [float(n) for n in found if isinstance(n, int | float)]
-            if numbers:
-                return mean(numbers)
-    return None
+    value = (evaluation or {}).get("accuracy") if isinstance(evaluation, dict) else None
+    mean_value = value.get("mean") if isinstance(value, dict) else None
+    return float(mean_value) if isinstance(mean_value, int | float) else None
 
 
 def _stages(store: ArtifactStore, config: dict[str, Any], latest: dict[str, Any]) -> list[StageSummary]:

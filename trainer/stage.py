@@ -1,6 +1,6 @@
 """The stage runner: one training loop, checkpointing, resume and preemption for every stage.
 
-A stage (vqvae, pixelcnn) supplies only what is its own, as `StageParts`: the model and optimizer, a
+A stage (vqvae, pixelcnn) supplies only what is its own, as `StageParts`: the model, a
 metrics function of a batch (`steps.py`: its `loss` is minimised, the rest reported), the training
 batches of an epoch, the validation batches and an images callback. `run_stage` owns everything else:
 
@@ -34,7 +34,6 @@ Usage (what a stage module writes):
             model = build_pixelcnn(...)
             return StageParts(
                 model=model,
-                optimizer=make_optimizer(settings.learning_rate),
                 metrics=lambda batch, training: {"loss": ..., "accuracy": ...},
                 train_batches=lambda epoch: codes_dataset(seed=run.config.training.seed + epoch),
                 train_examples=len(train_codes),
@@ -79,7 +78,7 @@ from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog, 
 from argomlops.trainer.progress import Pace, format_eta, terminal_progress
 from argomlops.trainer.run import Run, utc_now
 from argomlops.trainer.stage_state import StageState, read_state
-from argomlops.trainer.steps import MetricsFn, train_step
+from argomlops.trainer.steps import MetricsFn, make_optimizer, train_step
 
 KEEP_CHECKPOINTS = 2
 LOG_EVERY_STEPS = 50
@@ -91,7 +90,6 @@ class StageParts:
     """What a stage supplies to the runner (see the module docstring)."""
 
     model: keras.Model
-    optimizer: keras.optimizers.Optimizer
     metrics: MetricsFn
     train_batches: Callable[[int], Iterable[Any]]
     train_examples: int
@@ -210,7 +208,11 @@ class _Loop:
         self.progress = ProgressFile()
         self.pace = Pace(0, self.total)
         jit = run.config.training.jit_compile
-        self.train_step = tf.function(train_step(parts.model, parts.optimizer, parts.metrics), jit_compile=jit)
+        # Built here for both stages alike: the schedule needs the stage's step count.
+        self.optimizer = make_optimizer(
+            settings.learning_rate, settings.learning_rate_schedule, self.total, settings.warmup_steps
+        )
+        self.train_step = tf.function(train_step(parts.model, self.optimizer, parts.metrics), jit_compile=jit)
         self.validation_step = tf.function(lambda batch: parts.metrics(batch, False), jit_compile=jit)
 
     def state(self) -> StageState:
@@ -221,14 +223,14 @@ class _Loop:
     def start(self) -> None:
         """Restore the newest checkpoint, or the parent's weights, or start fresh."""
         parts, store = self.parts, self.run.store
-        parts.optimizer.build(parts.model.trainable_variables)
+        self.optimizer.build(parts.model.trainable_variables)
         rel = self.run.stage_state(self.stage).get("checkpoint")
         if rel is None and self.run.resumed:
             # latest.json may be missing when a run was stopped before its first checkpoint completed.
             found = list_checkpoints(store, self.stage)
             rel = found[-1] if found else None
         if rel:
-            state = restore_checkpoint(store, rel, parts.model, parts.optimizer)
+            state = restore_checkpoint(store, rel, parts.model, self.optimizer)
             self.epoch, self.step, self.step_in_epoch = state.epoch, state.step, state.step_in_epoch
             self.best, self.last = state.best, state.last
             self.saved_step, self.saved_rel = self.step, rel
@@ -340,7 +342,7 @@ class _Loop:
         """Checkpoint the current step, point latest.json at it, drop old checkpoints, refresh report.html."""
         if self.saved_step == self.step and self.saved_rel:
             return self.saved_rel
-        rel = save_checkpoint(self.run.store, self.parts.model, self.parts.optimizer, self.state())
+        rel = save_checkpoint(self.run.store, self.parts.model, self.optimizer, self.state())
         self.tensorboard.sync()
         self.run.write_latest(self.stage, checkpoint=rel, done=False)
         self.saved_step, self.saved_rel = self.step, rel

@@ -18,9 +18,32 @@ MetricsFn = Callable[[Any, bool], Mapping[str, Any]]
 """`(batch, training) -> metrics`; the dict holds at least `loss`, the value training minimises."""
 
 
-def make_optimizer(learning_rate: float) -> keras.optimizers.Optimizer:
-    """Adam, wrapped in dynamic loss scaling when the global policy is mixed precision."""
-    optimizer = keras.optimizers.Adam(learning_rate)
+COSINE_FLOOR = 0.05
+"""Where a cosine schedule ends, as a share of the peak learning rate."""
+
+
+def make_optimizer(
+    learning_rate: float, schedule: str = "constant", total_steps: int = 0, warmup_steps: int = 0
+) -> keras.optimizers.Optimizer:
+    """Adam, wrapped in dynamic loss scaling when the global policy is mixed precision.
+
+    With `schedule="cosine"` the rate warms up linearly over `warmup_steps`, then follows a cosine from
+    `learning_rate` down to `COSINE_FLOOR` of it at `total_steps`. The rate is a function of the
+    optimizer's own step counter, which checkpoints keep, so a resumed stage continues the same curve.
+    """
+    rate: Any = learning_rate
+    if schedule == "cosine":
+        warmup = min(warmup_steps, max(0, total_steps - 1))
+        decay = max(1, total_steps - warmup)
+        if warmup:
+            rate = keras.optimizers.schedules.CosineDecay(
+                0.0, decay, alpha=COSINE_FLOOR, warmup_target=learning_rate, warmup_steps=warmup
+            )
+        else:
+            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay, alpha=COSINE_FLOOR)
+    elif schedule != "constant":
+        raise ValueError(f"unknown learning rate schedule {schedule!r}")
+    optimizer = keras.optimizers.Adam(rate)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -21,7 +21,7 @@ from argomlops.trainer.logs import log
 from argomlops.trainer.pipeline import image_dataset, load_images
 from argomlops.trainer.run import Run
 from argomlops.trainer.stage import StageParts, StageResult, run_stage
-from argomlops.trainer.steps import MetricsFn, make_optimizer
+from argomlops.trainer.steps import MetricsFn
 from argomlops.trainer.vqvae import build_vqvae
 
 STAGE = "vqvae"
@@ -70,7 +70,6 @@ def vqvae_parts(config: RunConfig, train: list[str], validation: list[str]) -> S
 
     return StageParts(
         model=model,
-        optimizer=make_optimizer(settings.learning_rate),
         metrics=vqvae_metrics(model),
         train_batches=train_batches,
         train_examples=len(train),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from argomlops.config.base import Section
@@ -12,7 +14,15 @@ class StageTraining(Section):
 
     epochs: int = Field(10, ge=1, le=100000, description="Epochs to train.")
     batch_size: int = Field(32, ge=1, le=4096, description="Images (or code grids) per step.")
-    learning_rate: float = Field(3e-4, gt=0.0, le=1.0, description="Adam learning rate.")
+    learning_rate: float = Field(3e-4, gt=0.0, le=1.0, description="Adam learning rate (the peak, with a schedule).")
+    learning_rate_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="constant, or cosine: decay from learningRate to 5 % of it over the stage's steps "
+        "(short runs end better converged).",
+    )
+    warmup_steps: int = Field(
+        0, ge=0, description="Steps of linear warm-up from 0 to learningRate before the schedule (cosine only)."
+    )
     steps_per_epoch: int | None = Field(
         None, ge=1, description="Steps per epoch (default: one pass over the training split)."
     )
