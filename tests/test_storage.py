@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from argomlops.trainer import storage
-from argomlops.trainer.storage import ArtifactStore, GCSStore, LocalStore, open_store, sync_to_cache
+from argomlops.trainer.gcs_store import GCSStore
+from argomlops.trainer.storage import ArtifactStore, LocalStore, open_store, sync_to_cache
 
 
 @pytest.fixture(params=["local", "gcs"])

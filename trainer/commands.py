@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from argomlops.config import RunConfig
+from argomlops.config import ConfigError, RunConfig, error_lines
 from argomlops.errors import InputError
 from argomlops.trainer.logs import log, quiet_tensorflow
 
@@ -28,11 +28,16 @@ def _stages(config: RunConfig, chosen: list[str] | None) -> list[str]:
 
 
 def _with_artifacts(config: RunConfig, artifacts: str | None) -> RunConfig:
+    from pydantic import ValidationError
+
     if not artifacts:
         return config
     raw = config.model_dump(mode="json", by_alias=True)
     raw["artifacts"] = artifacts
-    return RunConfig.model_validate(raw)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:  # a bad --artifacts is bad input like any field: one line, exit 2
+        raise ConfigError([line.replace("artifacts:", "--artifacts:", 1) for line in error_lines(exc)]) from None
 
 
 def _run_stage(run: Run, stage: str) -> None:
@@ -68,12 +73,15 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     try:
         for stage in stages:
             _run_stage(run, stage)
+        run.write_provenance(ended=utc_now())
     except InputError:
         # Bad input found before anything was trained: leave no half-made run directory behind.
         if not run.resumed and not run.latest:
             run.store.delete_tree("")
             log(f"run {run.run_id}: nothing trained; removed {run.uri}")
         raise
-    run.write_provenance(ended=utc_now())
+    finally:
+        # However the process ends, the pod's report holds every request it made.
+        run.report()
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0

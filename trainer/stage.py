@@ -226,6 +226,7 @@ class _Loop:
             self.epoch, self.step, self.step_in_epoch = state.epoch, state.step, state.step_in_epoch
             self.best, self.last = state.best, state.last
             self.saved_step, self.saved_rel = self.step, rel
+            self.run.report(stage=self.stage, checkpoint=rel, step=self.step, epoch=self.epoch)
             log(f"{self.stage}: resumed from {rel}: epoch {self.epoch}, step {self.step} (+{self.step_in_epoch})")
         elif self.run.parent is not None:
             self._from_parent()
@@ -330,6 +331,7 @@ class _Loop:
         self.run.write_latest(self.stage, checkpoint=rel, done=False)
         self.saved_step, self.saved_rel = self.step, rel
         prune_checkpoints(self.run.store, self.stage, KEEP_CHECKPOINTS, rel)
+        self.run.report(stage=self.stage, checkpoint=rel, step=self.step, epoch=self.epoch)
         return rel
 
     def finish(self) -> StageResult:

@@ -88,7 +88,7 @@ def _apply_and_wait_for_workflow(kube: Any, manifest: dict[str, Any]) -> dict[st
 
 
 def _blobs(bucket: str, prefix: str) -> dict[str, bytes]:
-    from argomlops.trainer.storage import gcs_client
+    from argomlops.trainer.gcs_client import gcs_client
 
     return {
         blob.name[len(prefix) :]: blob.download_as_bytes()
