@@ -208,13 +208,17 @@ class GCSProxy:
         name, payload = _object_of(request.method, raw_path, query, body, request.headers.get("Content-Type", ""))
         if name is None and "upload_id" in query:
             name = self._resumable.get(query["upload_id"])
-        record = ProxiedRequest(request.method, raw_path, query, operation_class(request.method, raw_path), name, payload)
+        record = ProxiedRequest(
+            request.method, raw_path, query, operation_class(request.method, raw_path), name, payload
+        )
         record.fault = self._fault_for(record)
         with self._lock:
             self.requests.append(record)
         if record.fault in ("503", "burst", "down", "429"):
             record.status = 429 if record.fault == "429" else 503
-            return aiohttp.web.json_response({"error": {"code": record.status, "message": "injected"}}, status=record.status)
+            return aiohttp.web.json_response(
+                {"error": {"code": record.status, "message": "injected"}}, status=record.status
+            )
         if record.fault == "drop":
             return self._drop(request)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}

@@ -63,7 +63,15 @@ def test_schema_is_structural_with_status_subresource_and_columns() -> None:
     (version,) = crd["spec"]["versions"]
     assert _structural_problems(version["schema"]["openAPIV3Schema"], "") == []
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Run", "Stage", "Epoch", "Cost", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Run",
+        "Stage",
+        "Epoch",
+        "Cost",
+        "Budget",
+        "Age",
+    ]
     assert crd["spec"]["names"]["shortNames"] == ["mlo"]
     assert crd["metadata"]["name"] == "mlops.argomlops.dev"
 

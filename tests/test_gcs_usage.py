@@ -131,7 +131,9 @@ def test_a_100_epoch_run_uploads_what_it_keeps_and_reports_what_it_asked(
     tmp_path: Path, gcs_bucket: str, proxy_for: Any, argomlops_cache: Path
 ) -> None:
     epochs = 100
-    training = {"vqvae": {"epochs": epochs, "batchSize": 4, "stepsPerEpoch": 1, "checkpointEvery": 4, "imagesEvery": 25}}
+    training = {
+        "vqvae": {"epochs": epochs, "batchSize": 4, "stepsPerEpoch": 1, "checkpointEvery": 4, "imagesEvery": 25}
+    }
     config = _config(tmp_path, gcs_bucket, training)
     proxy = proxy_for()
     report = tmp_path / "report.json"

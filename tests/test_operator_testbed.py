@@ -113,15 +113,18 @@ def test_kubectl_applies_the_crd_and_an_example_and_prints_the_columns(kube: Run
     for path in ("crds/mlops.yaml", "examples/fafa.yaml"):
         applied = _kubectl(kube, "apply", "--validate=false", "-f", str(ROOT / path))
         assert applied.returncode == 0, applied.stderr
-    status = {"phase": "Running", "runId": "2026-11-27_09h01m09s", "stage": "vqvae", "epoch": "3/128", "costUSD": 0.05}
+    status = {
+        "phase": "Running", "runId": "2026-11-27_09h01m09s", "stage": "vqvae", "epoch": "3/128", "costUSD": 0.05,
+        "budget": 25,
+    }  # fmt: skip
     patch = json.dumps({"status": status})
     patched = _kubectl(kube, "patch", "mlo", "fafa", "--subresource=status", "--type=merge", "-p", patch)
     assert patched.returncode == 0, patched.stderr
     table = _kubectl(kube, "get", "mlops")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
-    assert header.split() == ["NAME", "PHASE", "RUN", "STAGE", "EPOCH", "COST", "AGE"]
-    assert row.split()[:6] == ["fafa", "Running", "2026-11-27_09h01m09s", "vqvae", "3/128", "0.05"]
+    assert header.split() == ["NAME", "PHASE", "RUN", "STAGE", "EPOCH", "COST", "BUDGET", "AGE"]
+    assert row.split()[:7] == ["fafa", "Running", "2026-11-27_09h01m09s", "vqvae", "3/128", "0.05", "25"]
     # Re-applying a manifest without resumeFrom removes it (kubectl sends it as null in a merge patch).
     resumed = _kubectl(kube, "apply", "--validate=false", "-f", str(ROOT / "examples/fafa-resume.yaml"))
     assert resumed.returncode == 0, resumed.stderr

@@ -82,7 +82,7 @@ def gcs_client() -> Client:
                 from google.auth.credentials import AnonymousCredentials
 
                 credentials: Any = AnonymousCredentials()
-                project = os.environ.get("GOOGLE_CLOUD_PROJECT", "argomlops-local")
+                project: str | None = os.environ.get("GOOGLE_CLOUD_PROJECT", "argomlops-local")
             else:
                 credentials, project = google.auth.default(scopes=storage.Client.SCOPE)
             kwargs: dict[str, Any] = {"project": project} if project else {}

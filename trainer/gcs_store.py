@@ -109,9 +109,7 @@ class GCSStore(ArtifactStore):
         for blob in found:
             STORED.record(self.bucket_name, blob.name, int(blob.size or 0))
         return [
-            b
-            for b in found
-            if not b.name.endswith("/") and (temporary or _TMP_MARK not in PurePosixPath(b.name).name)
+            b for b in found if not b.name.endswith("/") and (temporary or _TMP_MARK not in PurePosixPath(b.name).name)
         ]
 
     def list(self, prefix: str = "") -> list[str]:

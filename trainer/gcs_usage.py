@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from argomlops.workflows.names import REPORT_ENV
+
 OperationClass = Literal["A", "B", "free"]
-REPORT_ENV = "ARGOMLOPS_REPORT_FILE"
-"""The file the trainer reports its checkpoint and bucket usage to (set by the Workflow template)."""
 
 # An object's metadata or media (object names are URL-encoded: no "/" inside), and a bucket's metadata.
 _OBJECT = re.compile(r"^(?:/download)?/storage/v1/b/[^/]+/o/[^/]+$")
