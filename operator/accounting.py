@@ -69,8 +69,9 @@ def charge(
         "storage": cost.storage + storage,
         "operations": cost.operations + operations,
     }
-    rounded = {name: round(value, 6) for name, value in parts.items()}
-    return Cost(**rounded, total=round(sum(parts.values()), 6))
+    # Nine decimals: short enough to read, and thousands of charges still add up to the cent.
+    rounded = {name: round(value, 9) for name, value in parts.items()}
+    return Cost(**rounded, total=round(sum(parts.values()), 9))
 
 
 def price_of(usage: Meters, prices: Prices) -> float:
@@ -87,7 +88,7 @@ def add_to_month(spend: MonthSpend | None, amount: float, now: datetime) -> Mont
     """This month's spend after `amount` more: a new month starts from nothing."""
     month = month_of(now)
     before = spend.cost if spend is not None and spend.month == month else 0.0
-    return MonthSpend(month=month, cost=round(before + amount, 6))
+    return MonthSpend(month=month, cost=round(before + amount, 9))
 
 
 CapReason = Literal["MaxCost", "NamespaceMonthlyCap"]

@@ -233,12 +233,13 @@ def mirror_workflow(
     if event.get("type") == "DELETED" or namespace is None:
         return
     labels = body.metadata.labels
-    workflow = dict(body)
     # Watch events are not retried, and other handlers write the same status: read, patch guarded by the
-    # resourceVersion read, and read again when someone else wrote in between.
+    # resourceVersion read, and read again when someone else wrote in between. The Workflow is read
+    # fresh too: the timer charges from a fresh read, and an event queued before it must not undo it.
     for _attempt in range(MIRROR_ATTEMPTS):
         owner = objects.fresh(memo, namespace, labels[LABEL_MLOPS])
-        if owner is None:
+        workflow = objects.get_workflow(memo, namespace, body.metadata.name)
+        if owner is None or workflow is None:
             return
         status = read_status(owner.get("status"))
         try:
