@@ -21,8 +21,8 @@ from typing import Any
 
 import kubernetes
 import pytest
-from kube.argo import LOCK_MESSAGE, pod_node, retry_node, workflow_status
 from executables import executable
+from kube.argo import LOCK_MESSAGE, pod_node, retry_node, workflow_status
 from kube.fixtures import RunningKube, eventually
 from test_operator_runs import NS, Cluster, manifest, settled
 
