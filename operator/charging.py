@@ -85,10 +85,13 @@ def _usage(status: MLOpsStatus, summary: WorkflowSummary | None) -> list[Workflo
 
 
 def _phase(status: MLOpsStatus, summary: WorkflowSummary | None) -> Phase:
-    """The run's phase: Argo's, except that a Workflow the operator stopped and Argo finished is OverBudget."""
+    """The run's phase: Argo's, except that a Workflow the operator stopped and Argo finished is OverBudget.
+
+    A Workflow somebody else stopped (`argo stop`) ends as Argo says: Failed, and is not resumed.
+    """
     if summary is None:
         return status.run_phase or "Pending"
-    if summary.finished and summary.stopped and summary.phase != "Succeeded":
+    if summary.finished and summary.stopped_by and summary.phase != "Succeeded":
         return "OverBudget"
     return summary.phase
 
@@ -100,7 +103,7 @@ class Verdict:
         self.tight = tightest(caps)
         over = self.tight is not None and self.tight.fraction >= 1.0
         self.phase = _phase(status, summary)
-        self.stopping = summary is not None and summary.stopped and not summary.finished
+        self.stopping = summary is not None and bool(summary.stopped_by) and not summary.finished
         self.stop = over and summary is not None and summary.active and not summary.stopped
         self.resume = self.phase == "OverBudget" and not over
 

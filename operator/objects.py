@@ -16,9 +16,7 @@ import kopf
 import kubernetes
 
 from argomlops.operator import client
-
-STOPPED_BY_ANNOTATION = "argomlops.dev/stopped-by"
-"""Set on a Workflow the operator stopped, with the cap that stopped it."""
+from argomlops.workflows.names import STOPPED_BY_ANNOTATION
 
 
 class Conflict(Exception):

@@ -4,7 +4,8 @@
 them missing (a Workflow the Argo controller has not touched yet has no status at all):
 
 - `metadata.annotations["argomlops.dev/placement"]`  the run's placement as JSON (GPUs per pod, for the cost)
-- `spec.shutdown`       set (Stop) when the operator stopped the run at its budget
+- `spec.shutdown`       set when someone stopped the Workflow (`argo stop`, the operator's budget);
+- `metadata.annotations["argomlops.dev/stopped-by"]`  the cap, when it was the operator
 - `status.phase`        Pending | Running | Succeeded | Failed | Error
 - `status.message`      e.g. "Waiting for argo/ConfigMap/argomlops-gpu-queue/nvidia-tesla-t4 lock. ..."
 - `status.progress`     "N/M" (Argo sums the pods' progress; the trainer writes steps to $ARGO_PROGRESS_FILE)
@@ -46,7 +47,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from argomlops.config import STAGE_ORDER, Placement
 from argomlops.operator.mlops_status import Meters, Phase
-from argomlops.workflows.names import REPORT_PARAMETER
+from argomlops.workflows.names import REPORT_PARAMETER, STOPPED_BY_ANNOTATION
 from argomlops.workflows.run import PLACEMENT_ANNOTATION
 
 FINISHED = {"Succeeded", "Failed", "Error", "Skipped", "Omitted"}
@@ -68,6 +69,7 @@ class WorkflowSummary(BaseModel):
     meters: Meters = Field(default_factory=Meters, description="What the Workflow's pods used.")
     finished: bool = Field(False, description="Argo finished the Workflow (Succeeded, Failed or Error).")
     stopped: bool = Field(False, description="The Workflow was told to shut down (spec.shutdown).")
+    stopped_by: str | None = Field(None, description="The cap the operator stopped it at; None when it did not.")
     active: bool = Field(False, description="A pod of it holds a machine now (started, not finished).")
     checkpoint: str | None = Field(None, description="The newest checkpoint a pod reported.")
     stored_bytes: int | None = Field(None, description="The run folder's size as the newest pod reported it.")
@@ -219,6 +221,7 @@ def summarize_workflow(workflow: dict[str, Any], *, now: datetime) -> WorkflowSu
         ),
         finished=finished,
         stopped=bool((workflow.get("spec") or {}).get("shutdown")),
+        stopped_by=((workflow.get("metadata") or {}).get("annotations") or {}).get(STOPPED_BY_ANNOTATION) or None,
         active=not finished and any(_seconds(node, now) > 0 and node.get("phase") not in FINISHED for node in pods),
         checkpoint=newest.get("checkpoint") or None,
         stored_bytes=_count(sized, "storedBytes") if sized else None,

@@ -104,8 +104,12 @@ def test_the_tightest_cap_decides_and_conditions_keep_their_transition_time() ->
     assert later[1].status == "True" and later[1].last_transition_time == "2026-12-01T12:05:00Z"
 
 
-def _workflow(status: dict[str, Any] | None, shutdown: bool = False) -> dict[str, Any]:
-    workflow: dict[str, Any] = {"metadata": {"annotations": {}}, "spec": {"shutdown": "Stop"} if shutdown else {}}
+def _workflow(status: dict[str, Any] | None, shutdown: bool = False, by: str | None = "MaxCost") -> dict[str, Any]:
+    annotations = {"argomlops.dev/stopped-by": by} if shutdown and by else {}
+    workflow: dict[str, Any] = {
+        "metadata": {"annotations": annotations},
+        "spec": {"shutdown": "Stop"} if shutdown else {},
+    }
     if status is not None:
         workflow["status"] = status
     return workflow
@@ -143,6 +147,9 @@ def test_a_stopped_workflow_argo_finished_is_over_budget_until_the_caps_allow() 
     assert verdict.phase == "OverBudget" and not verdict.resume and verdict.over
     raised = _verdict(20, 10.2, failed)
     assert raised.phase == "OverBudget" and raised.resume and not raised.over
+    # Somebody else stopped it (`argo stop`): Failed, as Argo says, and not resumed by a budget.
+    theirs = _verdict(20, 10.2, _workflow(workflow_status("Failed", [ended]), shutdown=True, by=None))
+    assert theirs.phase == "Failed" and not theirs.resume
     # The stop came after the last step: the trainer finished, and the run Succeeded.
     done = dict(ended, phase="Succeeded")
     assert _verdict(10, 10.2, _workflow(workflow_status("Succeeded", [done]), shutdown=True)).phase == "Succeeded"

@@ -39,6 +39,9 @@ CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_KEY}"
 SOURCE_PATH = "/src"
 """Where an optional git source is checked out."""
 
+STOPPED_BY_ANNOTATION = "argomlops.dev/stopped-by"
+"""Set on a Workflow the operator stopped at a budget, with the cap: MaxCost or NamespaceMonthlyCap."""
+
 LABEL_MLOPS = "argomlops.dev/mlops"
 LABEL_RUN_ID = "argomlops.dev/run-id"
 LABEL_STAGE = "argomlops.dev/stage"

@@ -143,6 +143,9 @@ def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
     final = eventually(
         lambda: (s := _mlops(kube, "smoke").get("status", {})).get("phase") == "Succeeded" and s, timeout=30
     )
+    # The recorder polls on its own: let it see the last phase too before it stops (a loaded machine
+    # can leave it a poll behind this thread).
+    eventually(lambda: recorder.phases[-1] == "Succeeded", timeout=10)
     recorder.stop()
 
     # 1. The status walked Pending → Running → (Retrying) → Succeeded and names the run.
