@@ -87,8 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return operator_command(argv[1:])
     if argv[:1] == ["spend"]:
-        from argomlops.operator.spend import spend_command
-
+        try:
+            from argomlops.operator.spend import spend_command
+        except ImportError as exc:  # the trainer image has no Kubernetes client
+            print(f"error: argomlops spend needs the operator extra (pip install 'argomlops[operator]'): {exc}")
+            return EXIT_INVALID
         return spend_command(argv[1:])
     args = build_parser().parse_args(argv)
     try:

@@ -62,8 +62,9 @@ from argomlops.operator.spend import entry_key, month_entries, read_spend, recor
 from argomlops.operator.workflow_summary import WorkflowSummary, parse_time, summarize_workflow
 from argomlops.workflows.names import workflow_name
 
-IN_PROGRESS = frozenset({"Pending", "Queued", "Running", "Retrying"})
-"""Run phases in which time costs money (or may start to) and the run is charged by the clock too."""
+CHARGED_BY_THE_CLOCK = frozenset({"Pending", "Queued", "Running", "Retrying", "OverBudget"})
+"""Run phases in which time costs money (or may start to), or a cap may come to allow a resume: the
+timer charges these runs even while their Workflow does not change."""
 
 
 def _usage(status: MLOpsStatus, summary: WorkflowSummary | None) -> list[WorkflowUsage]:
@@ -112,7 +113,7 @@ class Verdict:
         """The run is stopped, or being stopped, by a cap."""
         return self.stop or self.stopping or (self.phase == "OverBudget" and not self.resume)
 
-    def message(self, status: MLOpsStatus, checkpoint: str | None, fallback: str | None) -> str | None:
+    def message(self, checkpoint: str | None, fallback: str | None) -> str | None:
         """The one line the status shows."""
         spent = self.tight.describe() if self.tight is not None else "no cap left"
         if self.resume:
@@ -207,7 +208,7 @@ def charge_run(
         )
     if status.phase != "Invalid":  # an invalid newer spec keeps Invalid visible; the run's phase is runPhase
         fields.update(
-            phase=fields["run_phase"], message=verdict.message(status, checkpoint, summary.message if summary else None)
+            phase=fields["run_phase"], message=verdict.message(checkpoint, summary.message if summary else None)
         )
     objects.patch_status(memo, namespace, name, status_patch(**fields), meta["resourceVersion"])
 
@@ -263,7 +264,7 @@ def _events(owner: dict[str, Any], status: MLOpsStatus, fields: dict[str, Any], 
 def charge_due(status: MLOpsStatus, now: datetime, interval: float) -> bool:
     """Whether a run in progress (or stopped by its budget) was last charged at least `interval` seconds ago."""
     phase = status.run_phase or status.phase
-    if not status.run_id or phase not in IN_PROGRESS | {"OverBudget"}:
+    if not status.run_id or phase not in CHARGED_BY_THE_CLOCK:
         return False
     last = parse_time(status.charged_at)
     return last is None or (now - last).total_seconds() >= interval

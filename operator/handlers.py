@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from argomlops.config import MLOpsSpec, error_lines
 from argomlops.operator import client, objects, resources
 from argomlops.operator.accounting import price_of
-from argomlops.operator.charging import charge_due, charge_run
+from argomlops.operator.charging import CHARGED_BY_THE_CLOCK, charge_due, charge_run
 from argomlops.operator.mlops_status import RUN_FIGURES, HistoryEntry, MLOpsStatus, read_status, status_patch
 from argomlops.operator.settings import OperatorSettings, load_settings
 from argomlops.operator.workflow_summary import summarize_workflow
@@ -42,7 +42,6 @@ ANNOTATION_PREFIX = "argomlops.dev"
 MIRROR_ATTEMPTS = 5
 TICK_SECONDS = 5.0
 """How often the timer looks at a run in progress; it charges one only every `chargeInterval` seconds."""
-CLOCK_PHASES = frozenset({"Pending", "Queued", "Running", "Retrying", "OverBudget"})
 
 
 @kopf.on.login()
@@ -210,7 +209,7 @@ def _charge_fresh(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logge
 
 
 def _charged_by_the_clock(status: kopf.Status, **_: Any) -> bool:
-    return (status.get("runPhase") or status.get("phase")) in CLOCK_PHASES
+    return (status.get("runPhase") or status.get("phase")) in CHARGED_BY_THE_CLOCK
 
 
 @kopf.timer(client.GROUP, client.VERSION, client.PLURAL, interval=TICK_SECONDS, when=_charged_by_the_clock)

@@ -144,6 +144,9 @@ class GCSStore(ArtifactStore):
                 # A retried delete that had already happened answers 404: nothing is left to delete.
                 self._bucket.delete_blobs(blobs, on_error=lambda _blob: None, retry=gcs_retry())
         STORED.forget(self.bucket_name, [b.name for b in blobs])
+        with _appended_lock:
+            for blob in blobs:
+                _appended.pop((self.bucket_name, blob.name), None)
 
     def stored_bytes(self, refresh: bool = False) -> int | None:
         if refresh:
