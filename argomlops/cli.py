@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from argomlops.operator.spend import spend_command
         except ImportError as exc:  # the trainer image has no Kubernetes client
-            print(f"error: argomlops spend needs the operator extra (pip install 'argomlops[operator]'): {exc}")
+            print(
+                f"error: argomlops spend needs the operator extra (pip install 'argomlops[operator]'): {exc}",
+                file=sys.stderr,
+            )
             return EXIT_INVALID
         return spend_command(argv[1:])
     args = build_parser().parse_args(argv)
