@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, evaluate, animate, validate, runs, report, operator.
+"""The `argomlops` command: train, generate, evaluate, animate, validate, runs, report, operator, spend.
 
 Sub-commands import their part lazily so that `validate`, `runs`, `report` and `operator` never load TensorFlow.
 """
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed so `argomlops --help` shows it; main() hands `operator ...` to the operator's own parser first.
     operator = sub.add_parser("operator", help="run the kopf operator")
     operator.add_argument("operator_args", nargs=argparse.REMAINDER, help="options of the operator")
+    spend = sub.add_parser("spend", help="a namespace's spend this month, by MLOps object, and its cap")
+    spend.add_argument("spend_args", nargs=argparse.REMAINDER, help="--namespace NS, --month YYYY-MM")
     return parser
 
 
@@ -122,6 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from argomlops.operator.main import operator_command
 
         return operator_command(argv[1:])
+    if argv[:1] == ["spend"]:
+        try:
+            from argomlops.operator.spend import spend_command
+        except ImportError as exc:  # the trainer image has no Kubernetes client
+            print(
+                f"error: argomlops spend needs the operator extra (pip install 'argomlops[operator]'): {exc}",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        return spend_command(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":

@@ -28,3 +28,17 @@ def api_client() -> kubernetes.client.ApiClient:
         path = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
         kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
     return kubernetes.client.ApiClient(configuration)
+
+
+def context_namespace() -> str:
+    """The namespace a person's commands default to: the pod's own in a cluster, else the kubeconfig context's."""
+    mounted = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    if os.path.exists(mounted):
+        with open(mounted) as handle:
+            return handle.read().strip() or "default"
+    path = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] or None
+    try:
+        _contexts, current = kubernetes.config.list_kube_config_contexts(config_file=path)
+    except (kubernetes.config.ConfigException, OSError):
+        return "default"
+    return str((current or {}).get("context", {}).get("namespace") or "default")

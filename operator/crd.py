@@ -38,7 +38,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Stage", "type": "string", "jsonPath": _status_path("stage")},
     {"name": "Epoch", "type": "string", "jsonPath": _status_path("epoch")},
     {"name": "Progress", "type": "string", "jsonPath": _status_path("percent"), "description": "Of the stage's steps"},
-    {"name": "Cost", "type": "number", "jsonPath": _status_path("cost_usd"), "description": "Estimated USD"},
+    {"name": "Cost", "type": "number", "jsonPath": _status_path("cost_usd"), "description": "Estimated USD so far"},
+    {"name": "Budget", "type": "number", "jsonPath": _status_path("budget"), "description": "The run's maxCost, USD"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -1,4 +1,4 @@
-"""The kopf handlers: one run per spec generation of an MLOps object, and its Workflow mirrored into status.
+"""The kopf handlers: one run per spec generation of an MLOps object, its Workflows mirrored and charged.
 
 Run with `argomlops operator` (or `kopf run -m argomlops.operator.handlers`). The run's bookkeeping lives
 in the MLOps object's status, written before anything is created, so that a restart at any point goes
@@ -6,33 +6,42 @@ on with the same run id (and so the same object names) instead of starting a sec
 
 1. `status.observedGeneration == metadata.generation` → this spec was handled; nothing to do.
 2. Invalid spec → `phase: Invalid`, one line per bad field in `status.errors`, a Warning event.
-3. `status.runGeneration != generation` → a new run id; status gets runId/runGeneration, the previous
-   run moves to `status.history`.
-4. ConfigMap, then Workflow, both owned by the MLOps object; AlreadyExists means "made before a restart".
-5. `status.observedGeneration = generation`.
+3. `status.runGeneration == generation` → recorded before a restart: finish creating that run.
+4. The spec differs from the run's only in its budget (`status.specDigest`) → the same run goes on
+   under the new budget: charged and checked at once, so a raised cap resumes it and a lowered one
+   stops it (charging.py).
+5. Otherwise a new run id; status gets runId/runGeneration/specDigest, the previous run moves to
+   `status.history`; then the ConfigMap and the Workflow, both owned by the MLOps object
+   (AlreadyExists means "made before a restart"), and `status.observedGeneration = generation`.
+
+Every change of a run's current Workflow is mirrored into the status and charged (charging.py); a
+timer charges runs in progress at least every `chargeInterval` seconds when their Workflow is quiet.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import kopf
-import kubernetes
 from pydantic import ValidationError
 
 from argomlops.config import MLOpsSpec, error_lines
-from argomlops.operator import client, resources
-from argomlops.operator.mlops_status import RUN_FIGURES, WARNING_PHASES, HistoryEntry, read_status, status_patch
+from argomlops.operator import client, objects, resources
+from argomlops.operator.accounting import price_of
+from argomlops.operator.charging import CHARGED_BY_THE_CLOCK, charge_due, charge_run
+from argomlops.operator.mlops_status import RUN_FIGURES, HistoryEntry, MLOpsStatus, read_status, status_patch
 from argomlops.operator.settings import OperatorSettings, load_settings
-from argomlops.operator.workflow_summary import WorkflowSummary, summarize_workflow
+from argomlops.operator.workflow_summary import summarize_workflow
 from argomlops.runid import new_run_id
-from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name
+from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name, workflow_name
 from argomlops.workflows.run import run_uri
 
 ANNOTATION_PREFIX = "argomlops.dev"
 MIRROR_ATTEMPTS = 5
+TICK_SECONDS = 5.0
+"""How often the timer looks at a run in progress; it charges one only every `chargeInterval` seconds."""
 
 
 @kopf.on.login()
@@ -57,76 +66,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     memo.settings = ours
     memo.api = client.api_client()
     scope = "every namespace" if ours.clusterwide else ", ".join(ours.namespaces)
+    prices = ours.prices()
+    caps = ", ".join(f"{ns} {cap:g}" for ns, cap in ours.monthly_caps.items())
     logger.info(
-        f"argomlops operator: {scope}; price {ours.price_per_gpu_hour} USD/GPU-hour; "
+        f"argomlops operator: {scope}; prices USD: GPU-hour {prices.gpu_hour}, node-hour {prices.node_hour:.4f}, "
+        f"GiB-month {prices.gib_month}, 1000 class A {prices.class_a_per_1000}, 1000 class B "
+        f"{prices.class_b_per_1000}; monthly cap {ours.monthly_cap or 'none'}{'; ' + caps if caps else ''}; "
         f"history {ours.history_limit}; watch timeout {ours.watch_timeout}s"
     )
-
-
-def _body(obj: dict[str, Any]) -> kopf.Body:
-    """A kopf Body view of an object read through the Kubernetes client (for events and adoption)."""
-    return kopf.Body(cast(kopf.RawBody, obj))
-
-
-def _custom(memo: kopf.Memo) -> kubernetes.client.CustomObjectsApi:
-    return kubernetes.client.CustomObjectsApi(memo.api)
-
-
-class Conflict(Exception):
-    """The object changed since it was read (HTTP 409 on a resourceVersion-guarded patch)."""
-
-
-def _patch_status(
-    memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
-) -> None:
-    """Merge-patch the status; with `resource_version`, only if nobody wrote the object since it was read."""
-    body: dict[str, Any] = {"status": status}
-    if resource_version:
-        body["metadata"] = {"resourceVersion": resource_version}
-    try:
-        _custom(memo).patch_namespaced_custom_object_status(
-            client.GROUP, client.VERSION, namespace, client.PLURAL, name, body
-        )
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 409:
-            raise Conflict(f"MLOps {namespace}/{name} changed since it was read") from exc
-        raise
-
-
-def _temporary(exc: kubernetes.client.ApiException, what: str) -> kopf.TemporaryError:
-    return kopf.TemporaryError(f"{what}: API answered {exc.status} {exc.reason}", delay=10)
-
-
-def _fresh(memo: kopf.Memo, namespace: str, name: str) -> dict[str, Any] | None:
-    """The MLOps object as stored now (kopf's body may predate a status patch of an earlier handler)."""
-    try:
-        obj: Any = _custom(memo).get_namespaced_custom_object(
-            client.GROUP, client.VERSION, namespace, client.PLURAL, name
-        )
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise _temporary(exc, f"reading MLOps {namespace}/{name}") from exc
-    return obj
-
-
-def _create(memo: kopf.Memo, obj: dict[str, Any], owner: dict[str, Any], logger: kopf.Logger) -> bool:
-    """Create a child owned by `owner`; False when it exists already (made before a restart)."""
-    kopf.adopt(obj, owner=_body(owner))
-    meta = obj["metadata"]
-    try:
-        if obj["kind"] == "ConfigMap":
-            kubernetes.client.CoreV1Api(memo.api).create_namespaced_config_map(meta["namespace"], obj)  # type: ignore[arg-type]
-        else:
-            _custom(memo).create_namespaced_custom_object(
-                client.WORKFLOW_GROUP, client.WORKFLOW_VERSION, meta["namespace"], client.WORKFLOW_PLURAL, obj
-            )
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 409:
-            logger.info(f"{obj['kind']} {meta['name']} exists already; not creating it again")
-            return False
-        raise _temporary(exc, f"creating {obj['kind']} {meta['name']}") from exc
-    return True
 
 
 def _invalid(memo: kopf.Memo, body: dict[str, Any], generation: int, lines: list[str]) -> None:
@@ -137,8 +84,8 @@ def _invalid(memo: kopf.Memo, body: dict[str, Any], generation: int, lines: list
         errors=lines,
         observed_generation=generation,
     )
-    _patch_status(memo, meta["namespace"], meta["name"], patch)
-    kopf.warn(_body(body), reason="Invalid", message="; ".join(lines))
+    objects.patch_status(memo, meta["namespace"], meta["name"], patch)
+    kopf.warn(objects.body_of(body), reason="Invalid", message="; ".join(lines))
 
 
 def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generation: int) -> str:
@@ -167,16 +114,19 @@ def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generatio
         errors=None,
         run_id=run_id,
         run_generation=generation,
-        workflow=k8s_name(name, run_id),
+        workflow=workflow_name(name, run_id),
         config_map=k8s_name(name, run_id),
         artifacts=run_uri(spec, run_id),
         cost_usd=0.0,
+        budget=spec.budget.max_cost,
+        spec_digest=spec.run_digest(),
+        resumes=0,
         history=history[: settings.history_limit],
     )
     new_status = status_patch(**fields)
     try:
-        _patch_status(memo, body["metadata"]["namespace"], name, new_status, body["metadata"]["resourceVersion"])
-    except Conflict as exc:
+        objects.patch_status(memo, body["metadata"]["namespace"], name, new_status, body["metadata"]["resourceVersion"])
+    except objects.Conflict as exc:
         raise kopf.TemporaryError(f"{exc}; reading it again", delay=1) from exc
     return run_id
 
@@ -188,7 +138,7 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
     """Make sure the current spec generation has its run (or its Invalid status); see the module docstring."""
     if namespace is None:
         return  # MLOps is namespaced; kopf passes None only for cluster-scoped kinds
-    body = _fresh(memo, namespace, name)
+    body = objects.fresh(memo, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     generation = int(body["metadata"].get("generation") or 1)
@@ -208,16 +158,65 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
         return
     if status.run_generation == generation and status.run_id:
         run_id = status.run_id  # recorded before a restart: finish that run's creation
+    elif status.run_id and status.spec_digest == spec.run_digest():
+        _rebudget(memo, body, status, spec, generation, logger)
+        return
     else:
         run_id = _start_run(memo, body, spec, generation)
     made = resources.build_config_map(name=name, namespace=namespace, run_id=run_id, spec=spec, generation=generation)
-    _create(memo, made, body, logger)
+    objects.create(memo, made, body, logger)
     workflow = resources.build_workflow(name=name, namespace=namespace, run_id=run_id, spec=spec, generation=generation)
-    created = _create(memo, workflow, body, logger)
-    _patch_status(memo, namespace, name, status_patch(observed_generation=generation))
+    created = objects.create(memo, workflow, body, logger)
+    objects.patch_status(memo, namespace, name, status_patch(observed_generation=generation))
     if created:
-        kopf.info(_body(body), reason="RunCreated", message=f"run {run_id}: Workflow {workflow['metadata']['name']}")
+        kopf.info(
+            objects.body_of(body), reason="RunCreated", message=f"run {run_id}: Workflow {workflow['metadata']['name']}"
+        )
     logger.info(f"generation {generation}: run {run_id}")
+
+
+def _rebudget(
+    memo: kopf.Memo, body: dict[str, Any], status: MLOpsStatus, spec: MLOpsSpec, generation: int, logger: kopf.Logger
+) -> None:
+    """Only the budget changed: record it, then charge and check the run at once (it may stop or resume)."""
+    meta = body["metadata"]
+    fields: dict[str, Any] = {"budget": spec.budget.max_cost, "observed_generation": generation, "errors": None}
+    if status.phase == "Invalid":  # the spec is valid again: the run's own phase shows again
+        fields.update(phase=status.run_phase, message=None)
+    objects.patch_status(memo, meta["namespace"], meta["name"], status_patch(**fields))
+    logger.info(f"generation {generation}: budget {spec.budget.max_cost or 'none'} for run {status.run_id}")
+    _charge_fresh(memo, meta["namespace"], meta["name"], logger, force=True)
+
+
+def _charge_fresh(memo: kopf.Memo, namespace: str, name: str, logger: kopf.Logger, force: bool = False) -> None:
+    """Read the object and its current Workflow and charge the run; again when someone wrote in between."""
+    settings: OperatorSettings = memo.settings
+    for _attempt in range(MIRROR_ATTEMPTS):
+        owner = objects.fresh(memo, namespace, name)
+        if owner is None:
+            return
+        status = read_status(owner.get("status"))
+        now = datetime.now(UTC)
+        if not status.workflow or not (force or charge_due(status, now, settings.charge_interval)):
+            return
+        workflow = objects.get_workflow(memo, namespace, status.workflow)
+        try:
+            charge_run(memo, owner, workflow, now, logger)
+        except objects.Conflict:
+            continue
+        return
+    logger.warning(f"status of MLOps {namespace}/{name} kept changing; the next charge retries")
+
+
+def _charged_by_the_clock(status: kopf.Status, **_: Any) -> bool:
+    return (status.get("runPhase") or status.get("phase")) in CHARGED_BY_THE_CLOCK
+
+
+@kopf.timer(client.GROUP, client.VERSION, client.PLURAL, interval=TICK_SECONDS, when=_charged_by_the_clock)
+def charge_by_the_clock(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Charge a run in progress whose Workflow has been quiet for `chargeInterval` seconds (and check its caps)."""
+    if namespace is not None:
+        _charge_fresh(memo, namespace, name, logger)
 
 
 @kopf.on.event(
@@ -229,51 +228,38 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
 def mirror_workflow(
     event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    """Copy a run's Workflow state into its MLOps object's status; post an event on each change of phase or stage."""
+    """Mirror a run's Workflow into its MLOps object's status and charge the run (charging.py)."""
     if event.get("type") == "DELETED" or namespace is None:
         return
     labels = body.metadata.labels
-    settings: OperatorSettings = memo.settings
-    run = summarize_workflow(dict(body), price_per_gpu_hour=settings.price_per_gpu_hour, now=datetime.now(UTC))
-    # Watch events are not retried, and the run handler writes the same status: read, patch guarded by the
-    # resourceVersion read, and read again when someone else wrote in between.
+    # Watch events are not retried, and other handlers write the same status: read, patch guarded by the
+    # resourceVersion read, and read again when someone else wrote in between. The Workflow is read
+    # fresh too: the timer charges from a fresh read, and an event queued before it must not undo it.
     for _attempt in range(MIRROR_ATTEMPTS):
-        owner = _fresh(memo, namespace, labels[LABEL_MLOPS])
-        if owner is None:
+        owner = objects.fresh(memo, namespace, labels[LABEL_MLOPS])
+        workflow = objects.get_workflow(memo, namespace, body.metadata.name)
+        if owner is None or workflow is None:
             return
+        status = read_status(owner.get("status"))
         try:
-            _mirror_into(memo, owner, labels[LABEL_RUN_ID], run)
-        except Conflict:
+            if status.run_id != labels[LABEL_RUN_ID]:
+                _mirror_history(memo, owner, labels[LABEL_RUN_ID], workflow)
+            elif body.metadata.name == status.workflow:
+                charge_run(memo, owner, workflow, datetime.now(UTC), logger)
+            # else: an earlier Workflow of this run, stopped by its budget: its figures are final in status.usage
+        except objects.Conflict:
             continue
         return
     logger.warning(f"status of MLOps {namespace}/{labels[LABEL_MLOPS]} kept changing; the next Workflow event retries")
 
 
-def _mirror_into(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: WorkflowSummary) -> None:
-    """Write one run's summary into the owner's status (current run) or history (a past run)."""
-    meta, raw = owner["metadata"], owner.get("status") or {}
-    status = read_status(raw)
-    if status.run_id != run_id:
-        _mirror_history(memo, owner, run_id, run)
-        return
-    fields: dict[str, Any] = {**run.figures(), "run_phase": run.phase}
-    # An invalid newer spec keeps the Invalid phase visible; the run's own phase stays in runPhase.
-    if status.phase != "Invalid":
-        fields.update(phase=run.phase, message=run.message)
-    patch = status_patch(**fields)
-    if all(raw.get(key) == value for key, value in patch.items()):
-        return
-    _patch_status(memo, meta["namespace"], meta["name"], patch, meta["resourceVersion"])
-    if run.phase != status.run_phase:
-        what = f"run {run_id} is {run.phase}" + (f": {run.message}" if run.message else "")
-        kind = "Warning" if run.phase in WARNING_PHASES else "Normal"
-        kopf.event(_body(owner), type=kind, reason=run.phase, message=what)
-    if run.stage and run.stage != status.stage:
-        kopf.event(_body(owner), type="Normal", reason="Stage", message=f"run {run_id}: stage {run.stage}")
+def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, workflow: dict[str, Any]) -> None:
+    """A past run still changing (it finishes after its successor started): update its history entry.
 
-
-def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: WorkflowSummary) -> None:
-    """A past run still changing (it finishes after its successor started): update its history entry."""
+    A past run is no longer charged interval by interval: its entry shows its Workflow priced at today's prices.
+    """
+    settings: OperatorSettings = memo.settings
+    run = summarize_workflow(workflow, now=datetime.now(UTC))
     history = list(read_status(owner.get("status")).history or [])
     for index, entry in enumerate(history):
         if entry.run_id == run_id:
@@ -282,12 +268,14 @@ def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, run: Wo
                     "phase": run.phase,
                     "started_at": run.started_at,
                     "finished_at": run.finished_at,
-                    "cost_usd": run.cost_usd,
+                    "cost_usd": round(price_of(run.meters, settings.prices()), 6),
                 }
             )
             if update == entry:
                 return
             history[index] = update
             meta = owner["metadata"]
-            _patch_status(memo, meta["namespace"], meta["name"], status_patch(history=history), meta["resourceVersion"])
+            objects.patch_status(
+                memo, meta["namespace"], meta["name"], status_patch(history=history), meta["resourceVersion"]
+            )
             return

@@ -5,8 +5,15 @@
 through `status_patch(...)`, which validates the fields by these models and spells them as the CRD
 does (camelCase, `costUSD`). A new status field is one line here.
 
-Run figures (`RunFigures`) are what a run's Workflow says of it (see `workflow_summary.py`); the status
+Run figures (`RunFigures`) are what a run's Workflows say of it (see `workflow_summary.py`); the status
 holds them for the current run, and `history` keeps a short `HistoryEntry` of each earlier run.
+
+The run's account (`RunAccount`) is the operator's own bookkeeping of what the run cost: what each of its
+Workflows used (`usage`: a run stopped by its budget and resumed has several), how much of that was
+already turned into money (`charged`, at `chargedAt`) and the money by part (`cost`). Cost is accrued
+per interval at the prices in force when the operator saw that interval (accounting.py), never the
+whole usage times today's price. `monthToDate` is the object's spend in the current calendar month (UTC),
+all runs together; the namespace's lives in the `argomlops-spend` ConfigMap (spend.py).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-Phase = Literal["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Invalid"]
-"""Phases of an MLOps object; all but Invalid (of the spec) are phases of its current run."""
+Phase = Literal["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Invalid", "OverBudget"]
+"""Phases of an MLOps object; all but Invalid (of the spec) are phases of its current run.
+
+OverBudget: the run was stopped by a cap after a checkpoint; it resumes when every cap allows it again."""
 PHASES: tuple[str, ...] = get_args(Phase)
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
-WARNING_PHASES = frozenset({"Failed", "Invalid"})
+WARNING_PHASES = frozenset({"Failed", "Invalid", "OverBudget"})
 
 
 class StatusSection(BaseModel):
@@ -38,7 +47,10 @@ RunId = Annotated[str | None, Field(description="Id of the run (its UTC start ti
 Artifacts = Annotated[str | None, Field(description="URI of the run's artifacts: <artifacts>/<run-id>.")]
 StartedAt = Annotated[str | None, Field(description="When the run's Workflow started.")]
 FinishedAt = Annotated[str | None, Field(description="When the run's Workflow finished.")]
-CostUSD = Annotated[float | None, Field(alias="costUSD", description="Estimated GPU cost of all attempts, in USD.")]
+CostUSD = Annotated[
+    float | None,
+    Field(alias="costUSD", description="Estimated cost of the run so far (node, GPU, bucket), in USD."),
+]
 
 
 class RunFigures(StatusSection):
@@ -56,8 +68,75 @@ class RunFigures(StatusSection):
     preemptions: int | None = Field(
         None, description="Attempts that Argo retried (the template retries only preemptions)."
     )
+    node_hours: float | None = Field(None, description="Node-hours of all attempts (the machine each pod runs on).")
     gpu_hours: float | None = Field(None, description="GPU-hours of all attempts.")
+    checkpoint: str | None = Field(
+        None, description="The newest checkpoint the trainer reported, e.g. vqvae/checkpoints/step-00000120."
+    )
+    stored_gib: float | None = Field(
+        None, alias="storedGiB", description="Size of the run folder in the bucket, GiB, as last reported."
+    )
     cost_usd: CostUSD = None
+
+
+class Cost(StatusSection):
+    """Money by part, USD, each interval charged at the prices in force when the operator saw it."""
+
+    node: float = Field(0.0, description="The machine (vCPU and memory) of every pod, for the time it ran.")
+    gpu: float = Field(0.0, description="The GPUs of every pod, for the time it ran.")
+    storage: float = Field(0.0, description="GiB-months of the run folder while the run was in progress.")
+    operations: float = Field(0.0, description="Bucket requests: Class A (writes, lists) and Class B (reads).")
+    total: float = Field(0.0, description="The sum of the parts.")
+
+
+class Meters(StatusSection):
+    """Quantities that only grow: what a run (or one of its Workflows) used."""
+
+    node_seconds: float = Field(0.0, description="Seconds of pods on their machines, scheduling included.")
+    gpu_seconds: float = Field(0.0, description="GPU-seconds of those pods.")
+    class_a: int = Field(0, alias="classA", description="Class A bucket requests the trainer reported.")
+    class_b: int = Field(0, alias="classB", description="Class B bucket requests the trainer reported.")
+    attempts: int = Field(0, description="Training pods started.")
+    preemptions: int = Field(0, description="Attempts that Argo retried.")
+
+
+class WorkflowUsage(Meters):
+    """What one Workflow of the run used; `done` once it finished (its figures are then final)."""
+
+    workflow: str = Field(description="The Workflow's name.")
+    done: bool = Field(False, description="The Workflow finished; its figures no longer change.")
+    started_at: StartedAt = None
+    finished_at: FinishedAt = None
+
+
+class Condition(StatusSection):
+    """A Kubernetes-style condition of the budget."""
+
+    type: Literal["BudgetWarning", "OverBudget"] = Field(description="BudgetWarning (80 % of a cap) or OverBudget.")
+    status: Literal["True", "False"] = Field(description="Whether the condition holds.")
+    reason: str = Field(description="MaxCost, NamespaceMonthlyCap, or WithinBudget.")
+    message: str = Field("", description="Which cap, and how much of it is spent.")
+    last_transition_time: str = Field(description="When the status last changed.")
+
+
+class MonthSpend(StatusSection):
+    """Spend in one calendar month (UTC)."""
+
+    month: str = Field(description="The month, YYYY-MM.")
+    cost: float = Field(0.0, description="USD spent in it.")
+
+
+class RunAccount(StatusSection):
+    """The operator's bookkeeping of the current run's cost (module docstring)."""
+
+    budget: float | None = Field(None, description="The run's own cap (spec.budget.maxCost), USD; null: none.")
+    cost: Cost | None = Field(None, description="What the current run cost so far, by part.")
+    usage: list[WorkflowUsage] | None = Field(None, description="What each Workflow of the run used, oldest first.")
+    charged: Meters | None = Field(None, description="The part of the run's usage already charged into cost.")
+    charged_at: str | None = Field(None, description="When the run was last charged.")
+    resumes: int | None = Field(None, description="Times the run was resumed after a budget stop.")
+    spec_digest: str | None = Field(None, description="Digest of the run's spec without its budget.")
+    conditions: list[Condition] | None = Field(None, description="BudgetWarning and OverBudget.")
 
 
 class HistoryEntry(StatusSection):
@@ -72,11 +151,13 @@ class HistoryEntry(StatusSection):
     cost_usd: CostUSD = None
 
 
-class MLOpsStatus(RunFigures):
+class MLOpsStatus(RunFigures, RunAccount):
     """What the operator and the run's Workflow report."""
 
     phase: Phase | None = Field(
-        None, description="Pending, Queued, Running, Retrying, Succeeded, Failed (of the run) or Invalid (of the spec)."
+        None,
+        description="Pending, Queued, Running, Retrying, Succeeded, Failed, OverBudget (of the run) or Invalid "
+        "(of the spec).",
     )
     run_phase: Phase | None = Field(None, description="Phase of the current run, even when the spec is Invalid.")
     message: str | None = Field(None, description="Why, in one line.")
@@ -90,10 +171,11 @@ class MLOpsStatus(RunFigures):
     history: list[HistoryEntry] | None = Field(
         None, description="Past runs, newest first (bounded by the operator's history limit)."
     )
+    month_to_date: MonthSpend | None = Field(None, description="This object's spend this month, all runs together.")
 
 
-RUN_FIGURES: tuple[str, ...] = tuple(RunFigures.model_fields)
-"""The snake_case names of the run figures: reset to null when a new run starts."""
+RUN_FIGURES: tuple[str, ...] = tuple(RunFigures.model_fields) + tuple(RunAccount.model_fields)
+"""The snake_case names of the run figures and account: reset to null when a new run starts."""
 
 
 def wire_name(field: str) -> str:
@@ -105,13 +187,34 @@ def wire_name(field: str) -> str:
 def status_patch(**fields: Any) -> dict[str, Any]:
     """A merge patch of the status from snake_case fields, validated by `MLOpsStatus`; None clears a field.
 
+    Nested objects are written whole, defaults included.
+
     Raises:
         TypeError: a name that is not a status field.
     """
     unknown = sorted(set(fields) - set(MLOpsStatus.model_fields))
     if unknown:
         raise TypeError(f"not MLOps status fields: {unknown}")
-    return MLOpsStatus.model_validate(fields).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    status = MLOpsStatus.model_validate(fields)
+    return {wire_name(name): _wire(getattr(status, name)) for name in fields}
+
+
+def _wire(value: Any) -> Any:
+    """One field's value for a merge patch.
+
+    A nested object goes whole, nulls included: a merge patch keeps the keys it leaves out, so an object
+    written with some of its keys would keep stale values in the others. A list replaces the stored one
+    whole, so its items leave their unset (None) fields out.
+    """
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, list):
+        return [_wire_item(item) for item in value]
+    return value
+
+
+def _wire_item(item: Any) -> Any:
+    return item.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(item, BaseModel) else item
 
 
 def read_status(raw: dict[str, Any] | None) -> MLOpsStatus:

@@ -1,7 +1,8 @@
 """The objects one run creates: an immutable ConfigMap holding run.yaml, and the Workflow that runs it.
 
 Both are named `k8s_name(<mlops name>, <run id>)` (deterministic: an operator that restarts mid-way
-finds what it created and gets AlreadyExists instead of a duplicate), both carry the labels
+finds what it created and gets AlreadyExists instead of a duplicate; a Workflow that resumes a run
+after a budget stop adds `-r2`, `-r3`, ...), both carry the labels
 `argomlops.dev/mlops` and `argomlops.dev/run-id`, and the handlers make the MLOps object their owner.
 """
 
@@ -37,14 +38,21 @@ def build_config_map(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec,
     }
 
 
-def build_workflow(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int) -> dict[str, Any]:
-    """The run's Workflow (built by `argomlops.workflows`), marked with the generation it serves."""
+def build_workflow(
+    *, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int, resumes: int = 0
+) -> dict[str, Any]:
+    """The run's Workflow (built by `argomlops.workflows`), marked with the generation it serves.
+
+    `resumes` counts the budget stops the run was resumed from: each resume is a new Workflow of the same
+    run id and ConfigMap, named with a suffix (`workflow_name`), that picks up from the run's checkpoint.
+    """
     workflow = build_run_workflow(
         name=name,
         namespace=namespace,
         run_id=run_id,
         config_map=k8s_name(name, run_id),
         spec=spec,
+        resumes=resumes,
     )
     # build_run_workflow always writes metadata.namespace and metadata.annotations.
     workflow["metadata"]["annotations"][GENERATION_ANNOTATION] = str(generation)

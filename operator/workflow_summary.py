@@ -4,12 +4,16 @@
 them missing (a Workflow the Argo controller has not touched yet has no status at all):
 
 - `metadata.annotations["argomlops.dev/placement"]`  the run's placement as JSON (GPUs per pod, for the cost)
+- `spec.shutdown`       set when someone stopped the Workflow (`argo stop`, the operator's budget);
+- `metadata.annotations["argomlops.dev/stopped-by"]`  the cap, when it was the operator
 - `status.phase`        Pending | Running | Succeeded | Failed | Error
 - `status.message`      e.g. "Waiting for argo/ConfigMap/argomlops-gpu-queue/nvidia-tesla-t4 lock. ..."
 - `status.progress`     "N/M" (Argo sums the pods' progress; the trainer writes steps to $ARGO_PROGRESS_FILE)
 - `status.startedAt`, `status.finishedAt`                       RFC 3339 times
 - `status.nodes.<id>`:  `type` (Pod, Retry, DAG, ...), `displayName` (e.g. `vqvae(1)`), `templateName`,
-  `phase`, `message`, `progress`, `startedAt`, `finishedAt`, `children` (node ids, in attempt order)
+  `phase`, `message`, `progress`, `startedAt`, `finishedAt`, `children` (node ids, in attempt order),
+  `outputs.parameters[name=report].value`: the trainer's report (trainer/gcs_usage.py) — its newest
+  checkpoint and the bucket requests of that pod by billing class, copied by Argo when the pod ended
 
 Stage, Epoch (the newest pod's N/M steps) and Progress (the same as a percentage) follow the newest pod:
 a retried attempt reports the step it resumed at, so the percentage never goes back to 0 after a
@@ -31,9 +35,11 @@ Preemptions are read from the node tree, not re-derived: the template retries on
 node shutdown, pod deleted; never exit 2: `argomlops.workflows.retry`), so every failed attempt that Argo
 followed with another one was a preemption. Argo has already decided; the operator counts what it did.
 
-The cost is an estimate: the GPU-hours of every pod attempt (from the pod node's startedAt to its
-finishedAt, or to now while it runs; scheduling time counts, as a spot node is paid from boot) times the
-GPUs per pod times the price per GPU-hour.
+What a Workflow used (`Meters`) is what the cost is made of (accounting.py prices it): every pod
+attempt's time on its machine (from the pod node's startedAt to its finishedAt, or to now while it runs;
+scheduling counts, as a spot node is paid from boot; a node still waiting in the GPU queue has no
+machine and counts nothing), times the GPUs per pod for the GPU-seconds, and the bucket requests the
+pods reported. Argo creates a pod's node only once the GPU queue's lock is taken, so queue time is free.
 """
 
 from __future__ import annotations
@@ -43,10 +49,11 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from argomlops.config import STAGE_ORDER, Placement
-from argomlops.operator.mlops_status import Phase, RunFigures
+from argomlops.operator.mlops_status import Meters, Phase
+from argomlops.workflows.names import REPORT_PARAMETER, STOPPED_BY_ANNOTATION
 from argomlops.workflows.run import PLACEMENT_ANNOTATION
 
 FINISHED = {"Succeeded", "Failed", "Error", "Skipped", "Omitted"}
@@ -55,15 +62,23 @@ _LOCK = re.compile(r"waiting for .*lock", re.IGNORECASE)
 _ATTEMPT = re.compile(r"\(\d+\)$")
 
 
-class WorkflowSummary(RunFigures):
-    """The run figures of a Workflow, plus the run's phase and the one line that explains it."""
+class WorkflowSummary(BaseModel):
+    """What one Workflow says of its run (its figures, what it used) and the one line that explains its phase."""
 
     phase: Phase = Field("Pending", description="The run's phase (module docstring).")
     message: str | None = Field(None, description="Argo's message, or the failed pod's.")
-
-    def figures(self) -> dict[str, Any]:
-        """The run figures alone, by snake_case name (for `status_patch`)."""
-        return {name: getattr(self, name) for name in RunFigures.model_fields}
+    stage: str | None = Field(None, description="Stage now running (or last run).")
+    epoch: str | None = Field(None, description="Progress of the current stage, N/M steps.")
+    progress: str | None = Field(None, description="Argo's progress of the whole Workflow, N/M.")
+    started_at: str | None = Field(None, description="When the Workflow started.")
+    finished_at: str | None = Field(None, description="When the Workflow finished.")
+    meters: Meters = Field(default_factory=Meters, description="What the Workflow's pods used.")
+    finished: bool = Field(False, description="Argo finished the Workflow (Succeeded, Failed or Error).")
+    stopped: bool = Field(False, description="The Workflow was told to shut down (spec.shutdown).")
+    stopped_by: str | None = Field(None, description="The cap the operator stopped it at; None when it did not.")
+    active: bool = Field(False, description="A pod of it holds a machine now (started, not finished).")
+    checkpoint: str | None = Field(None, description="The newest checkpoint a pod reported.")
+    stored_bytes: int | None = Field(None, description="The run folder's size as the newest pod reported it.")
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -166,23 +181,46 @@ def run_phase(workflow: dict[str, Any]) -> Phase:
     return "Pending"
 
 
-def summarize_workflow(workflow: dict[str, Any], *, price_per_gpu_hour: float, now: datetime) -> WorkflowSummary:
-    """The status figures of the run behind `workflow`: phase, stage, epoch, times, cost, attempts."""
+def _report(node: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's report a pod node carries in its outputs (empty when it has none or it is unreadable)."""
+    for parameter in (node.get("outputs") or {}).get("parameters") or []:
+        if isinstance(parameter, dict) and parameter.get("name") == REPORT_PARAMETER:
+            try:
+                report = json.loads(parameter.get("value") or "{}")
+            except ValueError:
+                return {}
+            return report if isinstance(report, dict) else {}
+    return {}
+
+
+def _count(report: dict[str, Any], key: str) -> int:
+    value = (report.get("gcs") or {}).get(key)
+    return int(value) if isinstance(value, int | float) and value >= 0 else 0
+
+
+def _seconds(node: dict[str, Any], now: datetime) -> float:
+    """How long a pod node held its machine: from its start to its end, or to now while it runs."""
+    started = parse_time(node.get("startedAt"))
+    if started is None or (node.get("phase") in (None, "", "Pending") and _LOCK.search(node.get("message") or "")):
+        return 0.0  # never started, or waiting in the GPU queue: no machine yet
+    finished = parse_time(node.get("finishedAt")) or now
+    return max(0.0, (finished - started).total_seconds())
+
+
+def summarize_workflow(workflow: dict[str, Any], *, now: datetime) -> WorkflowSummary:
+    """What `workflow` says of its run: phase, stage, epoch, times, what it used, the trainer's reports."""
     status = workflow.get("status") or {}
     pods = [node for node in _nodes(workflow).values() if node.get("type") == "Pod"]
     # The newest pod is the stage that runs now (or ran last).
     pods.sort(key=lambda node: (parse_time(node.get("startedAt")) or now, node.get("displayName") or ""))
     current = pods[-1] if pods else None
-    hours = 0.0
-    for node in pods:
-        started = parse_time(node.get("startedAt"))
-        if started is None:
-            continue
-        finished = parse_time(node.get("finishedAt")) or now
-        hours += max(0.0, (finished - started).total_seconds()) / 3600.0
-    gpu_hours = hours * placement_of(workflow).gpus
+    seconds = sum(_seconds(node, now) for node in pods)
+    reports = [_report(node) for node in pods]
+    newest: dict[str, Any] = next((r for r in reversed(reports) if r.get("checkpoint")), {})
+    sized: dict[str, Any] = next((r for r in reversed(reports) if "storedBytes" in (r.get("gcs") or {})), {})
     failed = [node for node in pods if node.get("phase") in FAILED]
     message = status.get("message") or (failed[-1].get("message") if failed else None)
+    finished = status.get("phase") in FINISHED
     return WorkflowSummary(
         phase=run_phase(workflow),
         stage=_stage_of(current) if current else None,
@@ -192,8 +230,18 @@ def summarize_workflow(workflow: dict[str, Any], *, price_per_gpu_hour: float, n
         started_at=status.get("startedAt") or None,
         finished_at=status.get("finishedAt") or None,
         message=message or None,
-        attempts=len(pods),
-        preemptions=len(retried_attempts(workflow)),
-        gpu_hours=round(gpu_hours, 4),
-        cost_usd=round(gpu_hours * price_per_gpu_hour, 4),
+        meters=Meters(
+            node_seconds=round(seconds, 3),
+            gpu_seconds=round(seconds * placement_of(workflow).gpus, 3),
+            class_a=sum(_count(r, "classA") for r in reports),
+            class_b=sum(_count(r, "classB") for r in reports),
+            attempts=len(pods),
+            preemptions=len(retried_attempts(workflow)),
+        ),
+        finished=finished,
+        stopped=bool((workflow.get("spec") or {}).get("shutdown")),
+        stopped_by=((workflow.get("metadata") or {}).get("annotations") or {}).get(STOPPED_BY_ANNOTATION) or None,
+        active=not finished and any(_seconds(node, now) > 0 and node.get("phase") not in FINISHED for node in pods),
+        checkpoint=newest.get("checkpoint") or None,
+        stored_bytes=_count(sized, "storedBytes") if sized else None,
     )

@@ -27,7 +27,7 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The name of a fresh, empty bucket; STORAGE_EMULATOR_HOST points at the emulator during the test."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "argomlops-test")
-    from argomlops.trainer.storage import gcs_client
+    from argomlops.trainer.gcs_client import gcs_client
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     gcs_client().create_bucket(name)

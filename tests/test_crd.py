@@ -70,6 +70,7 @@ def test_schema_is_structural_with_status_subresource_and_columns() -> None:
         "Epoch",
         "Progress",
         "Cost",
+        "Budget",
         "Age",
     ]
     assert crd["spec"]["names"]["shortNames"] == ["mlo"]

@@ -149,8 +149,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "namespaced": {
         "namespaces": ["team-a", "team-b"],
-        "operator": {"pricePerGpuHour": 0.35, "historyLimit": 3, "verbose": True},
+        "operator": {"historyLimit": 3, "verbose": True, "chargeInterval": 10},
+        "prices": {"gpuHour": 0.35, "node": {"vcpus": 8, "memoryGiBHour": "0.0011"}},
+        "budget": {"namespaceMonthlyCap": 250, "namespaceMonthlyCaps": {"team-b": 40.5}},
         "gpuQueue": {"nvidia-tesla-t4": 2, "nvidia-l4": 1},
+        "cpuQueue": 3,
         "trainer": {"serviceAccount": {"gcpServiceAccount": "trainer@my-project.iam.gserviceaccount.com"}},
     },
     "cluster-wide": {
@@ -196,7 +199,11 @@ def test_lint_is_clean() -> None:
     [
         ({"operator": {"pricePerGPUHour": 1}}, "pricePerGPUHour"),
         ({"opertor": {}}, "opertor"),
-        ({"operator": {"pricePerGpuHour": "cheap"}}, "pricePerGpuHour"),
+        ({"prices": {"gpuHour": "cheap"}}, "gpuHour"),
+        ({"operator": {"pricePerGpuHour": 0.14}}, "pricePerGpuHour"),  # moved to prices.gpuHour
+        ({"budget": {"namespaceMonthlyCap": 0}}, "namespaceMonthlyCap"),
+        ({"budget": {"namespaceMonthlyCaps": {"team-a": -5}}}, "team-a"),
+        ({"gpuQueue": {"cpu": 2}}, "cpu"),  # the CPU runs' own key
         ({"rbac": {"clusterwide": True}}, "clusterwide"),
         ({"gpuQueue": {"nvidia-tesla-t4": "two"}}, "nvidia-tesla-t4"),
         ({"trainer": {"serviceAccount": {"gcpServiceAccount": "not-an-email"}}}, "gcpServiceAccount"),
@@ -216,7 +223,7 @@ def test_schema_closes_every_object() -> None:
             extra = node.get("additionalProperties")
             assert extra is not None, f"{path}: additionalProperties missing"
             if isinstance(extra, dict):
-                assert extra.get("type") in ("string", "integer"), f"{path}: open map of {extra}"
+                assert extra.get("type") in ("string", "integer", "number"), f"{path}: open map of {extra}"
         for key, child in node.get("properties", {}).items():
             walk(child, f"{path}.{key}")
         for key, child in node.get("definitions", {}).items():
@@ -284,6 +291,8 @@ def test_non_default_values_reach_the_objects(chart: helm.Chart) -> None:
     env = deployment_env(objects)
     assert env["ARGOMLOPS_NAMESPACES"] == "team-a,team-b"
     assert env["ARGOMLOPS_PRICE_PER_GPU_HOUR"] == "0.35"
+    assert env["ARGOMLOPS_NODE_VCPUS"] == "8" and env["ARGOMLOPS_PRICE_PER_GIB_HOUR"] == "0.0011"
+    assert env["ARGOMLOPS_MONTHLY_CAP"] == "250" and env["ARGOMLOPS_MONTHLY_CAPS"] == "team-b=40.5"
     assert env["ARGOMLOPS_HISTORY_LIMIT"] == "3"
     for kind, name in [
         ("WorkflowTemplate", names.TEMPLATE_NAME),
@@ -296,7 +305,8 @@ def test_non_default_values_reach_the_objects(chart: helm.Chart) -> None:
         found = find(objects, kind, name)
         assert sorted(o["metadata"]["namespace"] for o in found) == ["team-a", "team-b"], (kind, name)
     queue = find(objects, "ConfigMap", names.GPU_QUEUE_CONFIG_MAP)[0]
-    assert queue["data"] == {"nvidia-tesla-t4": "2", "nvidia-l4": "1"}  # one key per accelerator
+    # One key per accelerator, and one of their own for CPU-only runs.
+    assert queue["data"] == {"nvidia-tesla-t4": "2", "nvidia-l4": "1", names.CPU_QUEUE_KEY: "3"}
     trainer = find(objects, "ServiceAccount", names.SERVICE_ACCOUNT)[0]
     assert trainer["metadata"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "trainer@my-project.iam.gserviceaccount.com"
@@ -328,8 +338,13 @@ def test_namespaced_rbac_is_least_privilege(defaults: list[dict[str, Any]]) -> N
         ("argomlops.dev", "mlops/status", "patch"),
         ("argomlops.dev", "mlops/finalizers", "update"),
         ("", "configmaps", "create"),
-        *(("argoproj.io", "workflows", verb) for verb in ("create", "list", "watch")),
+        ("", "configmaps", "get"),
+        ("", "configmaps", "patch"),
+        *(("argoproj.io", "workflows", verb) for verb in ("create", "get", "list", "watch", "patch")),
     }
+    # Reading and patching ConfigMaps only by name: the namespace's spend, never the run ConfigMaps.
+    (by_name,) = [r for r in only(defaults, "Role", "argomlops-operator")["rules"] if "resourceNames" in r]
+    assert by_name["resources"] == ["configmaps"] and by_name["resourceNames"] == ["argomlops-spend"]
     trainer = rules_of(only(defaults, "Role", names.SERVICE_ACCOUNT))
     assert trainer == {
         ("argoproj.io", "workflowtaskresults", "create"),
@@ -384,7 +399,21 @@ def test_operator_reads_the_settings_the_chart_sets(
         monkeypatch.setenv(key, value)
     loaded = settings.load_settings()
     merged = chart.merge_values(values)
-    assert loaded.price_per_gpu_hour == merged["operator"]["pricePerGpuHour"]
+    prices = merged["prices"]
+    assert loaded.prices() == settings.Prices(
+        gpu_hour=float(prices["gpuHour"]),
+        vcpu_hour=float(prices["node"]["vcpuHour"]),
+        gib_hour=float(prices["node"]["memoryGiBHour"]),
+        node_vcpus=float(prices["node"]["vcpus"]),
+        node_memory_gib=float(prices["node"]["memoryGiB"]),
+        gib_month=float(prices["storage"]["gibMonth"]),
+        class_a_per_1000=float(prices["storage"]["classAPer1000"]),
+        class_b_per_1000=float(prices["storage"]["classBPer1000"]),
+    )
+    # Helm drops keys whose value is null from the merged values: no key, no cap.
+    assert loaded.monthly_cap == merged["budget"].get("namespaceMonthlyCap")
+    assert loaded.monthly_caps == merged["budget"]["namespaceMonthlyCaps"]
+    assert loaded.charge_interval == merged["operator"]["chargeInterval"]
     assert loaded.history_limit == merged["operator"]["historyLimit"]
     assert loaded.watch_timeout == merged["operator"]["watchTimeout"]
     if merged["rbac"]["clusterWide"]:

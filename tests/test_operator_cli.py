@@ -85,5 +85,9 @@ def test_operator_process_serves_its_namespace_answers_liveness_and_stops_on_sig
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    assert "argomlops operator: ml; price 0.14 USD/GPU-hour; history 2; watch timeout 300s" in output
+    started = (
+        "argomlops operator: ml; prices USD: GPU-hour 0.14, node-hour 0.0403, GiB-month 0.02, 1000 class A 0.005, "
+        "1000 class B 0.0004; monthly cap none; history 2; watch timeout 300s"
+    )
+    assert started in output
     assert "\x1b[" not in output  # plain lines

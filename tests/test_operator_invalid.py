@@ -51,6 +51,11 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("gpus-nine", {"placement.gpus": 9}, "placement.gpus"),
     ("accelerator-spaces", {"placement.accelerator": "NVIDIA T4"}, "placement.accelerator"),
     ("git-ssh", {"git": {"repo": "git@github.com:x/y.git", "command": ["python"]}}, "git.repo"),
+    ("budget-negative", {"budget.maxCost": -5}, "budget.maxCost"),
+    ("budget-zero", {"budget.maxCost": 0}, "budget.maxCost"),
+    ("budget-nan", {"budget.maxCost": float("nan")}, "budget.maxCost"),
+    ("budget-text", {"budget.maxCost": "lots"}, "budget.maxCost"),
+    ("budget-unknown", {"budget.limit": 20}, "budget.limit"),
     ("top-level-unknown", {"epochs": 10}, "epochs"),
     ("spec-not-mapping", {"": "train please"}, "spec"),
 ]
@@ -70,7 +75,7 @@ def spec_with(changes: dict[str, Any]) -> Any:
     return spec
 
 
-def test_thirty_malformed_manifests_each_get_their_own_status(kube: RunningKube, operator_runner: Any) -> None:
+def test_malformed_manifests_each_get_their_own_status(kube: RunningKube, operator_runner: Any) -> None:
     assert len(MALFORMED) >= 30
     custom = kubernetes.client.CustomObjectsApi(kube.api())
     with operator_runner() as runner:

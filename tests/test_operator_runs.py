@@ -199,7 +199,7 @@ def test_operator_stopped_midway_and_restarted_makes_each_run_once(cluster: Clus
     with operator_runner():  # and once more, with everything handled: nothing new
         eventually(lambda: all(settled(cluster, name) for name in names))
     workflows = cluster.kube.objects("workflows")
-    maps = cluster.kube.objects("configmaps")
+    maps = [c for c in cluster.kube.objects("configmaps") if LABEL_MLOPS in c["metadata"].get("labels", {})]
     assert sorted(w["metadata"]["labels"][LABEL_MLOPS] for w in workflows) == names
     assert sorted(c["metadata"]["labels"][LABEL_MLOPS] for c in maps) == names
     for name in names:
@@ -215,7 +215,12 @@ def test_status_mirrors_the_workflow_through_queue_preemption_and_success(
     cluster: Cluster, operator_runner: Any
 ) -> None:
     """Workflow status is written as the Argo controller would (tests/kube/argo.py)."""
-    env = {"ARGOMLOPS_PRICE_PER_GPU_HOUR": "0.5", "ARGOMLOPS_HISTORY_LIMIT": "1"}
+    # A node-hour of 4 vCPUs at 0.01 and 15 GiB at 0.002 is 0.07; a GPU-hour 0.5.
+    env = {
+        "ARGOMLOPS_PRICE_PER_GPU_HOUR": "0.5", "ARGOMLOPS_PRICE_PER_VCPU_HOUR": "0.01",
+        "ARGOMLOPS_PRICE_PER_GIB_HOUR": "0.002", "ARGOMLOPS_NODE_VCPUS": "4", "ARGOMLOPS_NODE_MEMORY_GIB": "15",
+        "ARGOMLOPS_HISTORY_LIMIT": "1",
+    }  # fmt: skip
     with operator_runner(env=env) as runner:
         spec = manifest()
         spec["spec"]["placement"]["gpus"] = 2
@@ -259,9 +264,14 @@ def test_status_mirrors_the_workflow_through_queue_preemption_and_success(
         end = "2026-11-27T12:06:30Z"
         cluster.set_workflow_status(workflow, workflow_status("Succeeded", nodes, startedAt=start, finishedAt=end))
         status = _wait_phase(cluster, "Succeeded")
-        # Three attempts of one hour each, two GPUs each, at 0.5 USD per GPU-hour.
-        assert status["gpuHours"] == pytest.approx(6.0)
-        assert status["costUSD"] == pytest.approx(3.0)
+        # Three attempts of one hour each, two GPUs each: 6 GPU-hours at 0.5, 3 node-hours at 0.07. The pods
+        # were charged up to "now" while the status said they ran; their real ends refunded the difference.
+        assert (status["nodeHours"], status["gpuHours"]) == (pytest.approx(3.0), pytest.approx(6.0))
+        assert status["cost"] == {
+            "node": pytest.approx(0.21), "gpu": pytest.approx(3.0), "storage": 0.0, "operations": 0.0,
+            "total": pytest.approx(3.21),
+        }  # fmt: skip
+        assert status["costUSD"] == pytest.approx(3.21)
         assert status["finishedAt"] == end
         wanted = {"RunCreated", "Queued", "Running", "Retrying", "Stage", "Succeeded"}
         eventually(lambda: wanted <= {e["reason"] for e in cluster.events()})
@@ -279,7 +289,7 @@ def test_status_mirrors_the_workflow_through_queue_preemption_and_success(
             status["workflow"], workflow_status("Failed", [failed], startedAt=start, message="child failed")
         )
         status = _wait_phase(cluster, "Failed")
-        assert status["costUSD"] == pytest.approx(0.5)
+        assert status["costUSD"] == pytest.approx(0.5 * (2 * 0.5 + 0.07))  # half an hour, two GPUs
         assert status["history"] == [
             {
                 "runId": first_run,
@@ -287,7 +297,7 @@ def test_status_mirrors_the_workflow_through_queue_preemption_and_success(
                 "artifacts": f"gs://antfield/FAFA/artifacts/{first_run}",
                 "startedAt": start,
                 "finishedAt": end,
-                "costUSD": 3.0,
+                "costUSD": pytest.approx(3.21),
                 "generation": 1,
             }
         ]
@@ -330,5 +340,6 @@ def test_a_past_run_that_finishes_later_updates_its_history_entry(cluster: Clust
         )
         entry = eventually(lambda: (h := cluster.status()["history"][0])["phase"] == "Failed" and h)
         assert entry["runId"] == first["runId"] and entry["finishedAt"] == "2026-11-27T09:30:00Z"
-        assert entry["costUSD"] == pytest.approx(0.5 * 0.14)
+        # A past run is priced at today's prices: half an hour of a T4 node, GPU and machine (settings.py).
+        assert entry["costUSD"] == pytest.approx(0.5 * (0.14 + 4 * 0.0067 + 15 * 0.0009))
         assert cluster.status()["phase"] == "Pending"  # the current run is untouched

@@ -13,7 +13,7 @@ from kube.argo import LOCK_MESSAGE, PREEMPTED_MESSAGE, pod_node, retry_node, wor
 
 from argomlops.config import Placement
 from argomlops.errors import InputError
-from argomlops.operator.mlops_status import MLOpsStatus, status_patch
+from argomlops.operator.mlops_status import Meters, MLOpsStatus, status_patch
 from argomlops.operator.settings import OperatorSettings, load_settings, parse_namespaces
 from argomlops.operator.workflow_summary import retried_attempts, run_phase, summarize_workflow
 from argomlops.workflows.placement import placement_json
@@ -31,8 +31,8 @@ def wf(status: dict[str, Any] | None, gpus: int = 1) -> dict[str, Any]:
 
 
 def test_no_status_yet_is_pending_and_free() -> None:
-    run = summarize_workflow(wf(None), price_per_gpu_hour=1.0, now=NOW)
-    assert run.phase == "Pending" and run.cost_usd == 0.0 and run.attempts == 0 and run.stage is None
+    run = summarize_workflow(wf(None), now=NOW)
+    assert run.phase == "Pending" and run.meters == Meters() and run.stage is None and not run.active
 
 
 def test_a_node_waiting_for_the_gpu_lock_is_queued() -> None:
@@ -60,8 +60,8 @@ def test_a_failed_last_attempt_is_not_a_preemption() -> None:
     """Argo did not retry it (exit 2, a bug, or the budget spent): the run failed, nothing was preempted."""
     failed = pod_node("n1", "vqvae(0)", "Failed", started="2026-11-27T10:00:00Z", exit_code=2, message="error: x")
     nodes = [retry_node("r", "vqvae", "Failed", ["n1"]), failed]
-    run = summarize_workflow(wf(workflow_status("Failed", nodes)), price_per_gpu_hour=0.1, now=NOW)
-    assert (run.phase, run.preemptions, run.attempts, run.message) == ("Failed", 0, 1, "error: x")
+    run = summarize_workflow(wf(workflow_status("Failed", nodes)), now=NOW)
+    assert (run.phase, run.meters.preemptions, run.meters.attempts, run.message) == ("Failed", 0, 1, "error: x")
 
 
 def test_a_single_running_attempt_is_running_not_retrying() -> None:
@@ -70,7 +70,7 @@ def test_a_single_running_attempt_is_running_not_retrying() -> None:
     assert run_phase(wf(workflow_status("Running", nodes))) == "Running"
 
 
-def test_cost_counts_every_attempt_and_the_running_one_until_now() -> None:
+def test_usage_counts_every_attempt_and_the_running_one_until_now() -> None:
     nodes = [
         pod_node(
             "a", "vqvae(0)", "Failed", started="2026-11-27T09:00:00Z", finished="2026-11-27T10:30:00Z", exit_code=143
@@ -78,24 +78,25 @@ def test_cost_counts_every_attempt_and_the_running_one_until_now() -> None:
         pod_node("b", "vqvae(1)", "Running", started="2026-11-27T11:00:00Z", progress="7/10"),
     ]
     nodes.append(retry_node("r", "vqvae", "Running", ["a", "b"]))
-    run = summarize_workflow(wf(workflow_status("Running", nodes), gpus=4), price_per_gpu_hour=0.25, now=NOW)
-    assert run.gpu_hours == pytest.approx(4 * 2.5)
-    assert run.cost_usd == pytest.approx(4 * 2.5 * 0.25)
-    assert (run.stage, run.epoch, run.attempts, run.preemptions) == ("vqvae", "7/10", 2, 1)
+    run = summarize_workflow(wf(workflow_status("Running", nodes), gpus=4), now=NOW)
+    assert run.meters.node_seconds == pytest.approx(2.5 * 3600)
+    assert run.meters.gpu_seconds == pytest.approx(4 * 2.5 * 3600)
+    assert (run.stage, run.epoch, run.meters.attempts, run.meters.preemptions) == ("vqvae", "7/10", 2, 1)
+    assert run.active and not run.finished and not run.stopped
 
 
 def test_error_is_failed_with_the_failed_pods_message() -> None:
     node = pod_node("a", "pixelcnn(0)", "Error", started="2026-11-27T09:00:00Z", message="OOMKilled")
-    run = summarize_workflow(wf(workflow_status("Error", [node])), price_per_gpu_hour=0.1, now=NOW)
+    run = summarize_workflow(wf(workflow_status("Error", [node])), now=NOW)
     assert (run.phase, run.message, run.stage) == ("Failed", "OOMKilled", "pixelcnn")
 
 
 def test_garbage_in_status_is_tolerated() -> None:
     odd = {"phase": "Running", "nodes": {"x": "not a node", "y": {"type": "Pod", "startedAt": "yesterday"}}}
     workflow = {"metadata": {"annotations": {PLACEMENT_ANNOTATION: "{not json"}}, "status": odd}
-    run = summarize_workflow(workflow, price_per_gpu_hour=0.1, now=NOW)
+    run = summarize_workflow(workflow, now=NOW)
     # A pod node without a phase has not been seen running; an unreadable time costs nothing.
-    assert run.phase == "Pending" and run.gpu_hours == 0.0
+    assert run.phase == "Pending" and run.meters.gpu_seconds == 0.0
 
 
 def test_settings_from_env_with_defaults_and_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +110,7 @@ def test_settings_from_env_with_defaults_and_clear_errors(monkeypatch: pytest.Mo
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
-    assert (settings.namespaces, settings.price_per_gpu_hour, settings.history_limit, settings.watch_timeout) == (
+    assert (settings.namespaces, settings.prices().gpu_hour, settings.history_limit, settings.watch_timeout) == (
         ("ml", "research"),
         0.35,
         3,

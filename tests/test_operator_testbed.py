@@ -120,6 +120,7 @@ def test_kubectl_applies_the_crd_and_an_example_and_prints_the_columns(kube: Run
         "epoch": "3/128",
         "percent": "2%",
         "costUSD": 0.05,
+        "budget": 25,
     }
     patch = json.dumps({"status": status})
     patched = _kubectl(kube, "patch", "mlo", "fafa", "--subresource=status", "--type=merge", "-p", patch)
@@ -127,8 +128,8 @@ def test_kubectl_applies_the_crd_and_an_example_and_prints_the_columns(kube: Run
     table = _kubectl(kube, "get", "mlops")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
-    assert header.split() == ["NAME", "PHASE", "RUN", "STAGE", "EPOCH", "PROGRESS", "COST", "AGE"]
-    assert row.split()[:7] == ["fafa", "Running", "2026-11-27_09h01m09s", "vqvae", "3/128", "2%", "0.05"]
+    assert header.split() == ["NAME", "PHASE", "RUN", "STAGE", "EPOCH", "PROGRESS", "COST", "BUDGET", "AGE"]
+    assert row.split()[:8] == ["fafa", "Running", "2026-11-27_09h01m09s", "vqvae", "3/128", "2%", "0.05", "25"]
     # Re-applying a manifest without resumeFrom removes it (kubectl sends it as null in a merge patch).
     resumed = _kubectl(kube, "apply", "--validate=false", "-f", str(ROOT / "examples/fafa-resume.yaml"))
     assert resumed.returncode == 0, resumed.stderr

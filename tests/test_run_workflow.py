@@ -47,6 +47,16 @@ def test_k8s_name_shortens_long_names_but_keeps_them_distinct() -> None:
     assert first.endswith("-2026-11-27-09h01m09s")
 
 
+def test_a_resumed_run_gets_a_workflow_of_its_own_under_the_same_run_id() -> None:
+    assert names.workflow_name("fafa", RUN_ID) == names.k8s_name("fafa", RUN_ID)
+    assert names.workflow_name("fafa", RUN_ID, resumes=1) == "fafa-2026-11-27-09h01m09s-r2"
+    long = names.workflow_name("a" * 80, RUN_ID, resumes=11)
+    assert len(long) <= 63 and long.endswith("-2026-11-27-09h01m09s-r12")
+    workflow = _build(resumes=2)
+    assert workflow["metadata"]["name"] == "fafa-2026-11-27-09h01m09s-r3"
+    assert _params(workflow)["run-id"] == RUN_ID and workflow["metadata"]["labels"]["argomlops.dev/run-id"] == RUN_ID
+
+
 def test_k8s_name_rejects_empty_names() -> None:
     with pytest.raises(ValueError, match="cannot make a Kubernetes name"):
         names.k8s_name("___", RUN_ID)
@@ -64,7 +74,7 @@ def test_workflow_references_the_template_with_every_parameter() -> None:
     assert params["run-id"] == RUN_ID
     assert params["config-map"] == "fafa-2026-11-27-09h01m09s"
     assert params["run-vqvae"] == params["run-pixelcnn"] == "true"
-    assert params["accelerator"] == "nvidia-tesla-t4"
+    assert params["queue"] == "nvidia-tesla-t4"
     assert params["max-preemptions"] == "10"
     assert params["git-repo"] == params["git-revision"] == params["command"] == ""
 
@@ -93,7 +103,7 @@ def test_placement_and_deadline_follow_the_spec() -> None:
     workflow = _build(spec)
     params = _params(workflow)
     assert (params["run-vqvae"], params["run-pixelcnn"]) == ("false", "true")
-    assert params["accelerator"] == "nvidia-l4"
+    assert params["queue"] == "nvidia-l4"
     assert params["max-preemptions"] == "3"
     assert workflow["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     patch = json.loads(workflow["spec"]["podSpecPatch"])
@@ -123,7 +133,9 @@ def test_default_placement_is_one_spot_t4() -> None:
 
 
 def test_cpu_only_run_asks_for_no_gpu_and_no_accelerator() -> None:
-    spec = _build(MLOpsSpec.model_validate({"placement": {"gpus": 0}}))["spec"]
+    workflow = _build(MLOpsSpec.model_validate({"placement": {"gpus": 0}}))
+    assert _params(workflow)["queue"] == names.CPU_QUEUE_KEY  # not the T4s' queue
+    spec = workflow["spec"]
     assert spec["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
     assert "containers" not in json.loads(spec["podSpecPatch"])
     on_demand = _build(MLOpsSpec.model_validate({"placement": {"gpus": 0, "spot": False}}))["spec"]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from argomlops.trainer import storage
-from argomlops.trainer.storage import ArtifactStore, GCSStore, LocalStore, open_store, sync_to_cache
+from argomlops.trainer.gcs_store import GCSStore
+from argomlops.trainer.storage import ArtifactStore, LocalStore, open_store, sync_to_cache
 
 
 @pytest.fixture(params=["local", "gcs"])
@@ -181,3 +182,35 @@ def test_sync_to_cache_is_for_gs_uris_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a gs:// URI"):
         sync_to_cache(str(tmp_path), tmp_path / "unused")
     assert not (tmp_path / "unused").exists()
+
+
+def test_append_adds_to_the_end_and_never_resends_the_whole(store: ArtifactStore) -> None:
+    store.append_text("vqvae/metrics.jsonl", '{"epoch": 1}\n')
+    store.append_text("vqvae/metrics.jsonl", '{"epoch": 2}\n')
+    store.append_bytes("vqvae/metrics.jsonl", b'{"epoch": 3}\n')
+    assert store.read_text("vqvae/metrics.jsonl").splitlines() == ['{"epoch": 1}', '{"epoch": 2}', '{"epoch": 3}']
+    assert store.list() == ["vqvae/metrics.jsonl"]  # no temporary part is left, or listed
+    store.write_text("vqvae/metrics.jsonl", "rewritten\n")
+    store.append_text("vqvae/metrics.jsonl", "and one more\n")
+    assert store.read_text("vqvae/metrics.jsonl") == "rewritten\nand one more\n"
+
+
+def test_an_append_whose_answer_was_lost_is_not_made_twice(gcs_bucket: str, gcs_emulator: str) -> None:
+    """Compose is not idempotent: a retry after the bucket acted but its answer never came would append twice."""
+    from gcs_proxy import Faults, GCSProxy
+
+    from argomlops.trainer import gcs_client
+
+    proxy = GCSProxy(gcs_emulator, Faults(first_of_each_action=("lost", "503", "lost"))).start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
+            patch.setattr(gcs_client, "_clients", {})
+            store = open_store(f"gs://{gcs_bucket}/runs/x")
+            for line in ("one\n", "two\n", "three\n", "four\n", "five\n"):
+                store.append_text("log.txt", line)
+            composes = [r for r in proxy.records() if r.action == "compose"]
+        assert {r.fault for r in composes} >= {"lost", "503"}
+    finally:
+        proxy.stop()
+    assert open_store(f"gs://{gcs_bucket}/runs/x").read_text("log.txt") == "one\ntwo\nthree\nfour\nfive\n"

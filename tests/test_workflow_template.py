@@ -205,6 +205,19 @@ def test_gpu_queue_semaphore(template: dict[str, Any], leaf: str) -> None:
     assert ref["name"] == names.GPU_QUEUE_CONFIG_MAP == "argomlops-gpu-queue"
     spec = MLOpsSpec.model_validate({"placement": {"accelerator": "nvidia-l4"}})
     assert render(ref["key"], _variables(spec)) == "nvidia-l4"
+    # A CPU-only run queues on a key of its own: it never takes a GPU's slot.
+    cpu_only = MLOpsSpec.model_validate({"placement": {"accelerator": "nvidia-l4", "gpus": 0}})
+    assert render(ref["key"], _variables(cpu_only)) == names.CPU_QUEUE_KEY
+
+
+@pytest.mark.parametrize("leaf", ["train", "git-command"])
+def test_every_pod_hands_the_trainer_report_to_argo(template: dict[str, Any], leaf: str) -> None:
+    """The report file the trainer writes is the pod's output parameter: Argo copies it into the node."""
+    container = _templates(template)[leaf]["container"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    (output,) = _templates(template)[leaf]["outputs"]["parameters"]
+    assert output["name"] == names.REPORT_PARAMETER
+    assert output["valueFrom"] == {"path": env[names.REPORT_ENV], "default": "{}"}
 
 
 def test_workload_identity_and_non_root(template: dict[str, Any]) -> None:

@@ -112,20 +112,29 @@ def restore_checkpoint(
     return StageState.from_json(data)
 
 
-def list_checkpoints(store: ArtifactStore, stage: str) -> list[str]:
-    """Store paths of the complete checkpoints of `stage` (those with a state.json), oldest first."""
-    found = set()
+def _checkpoint_folders(store: ArtifactStore, stage: str) -> tuple[list[str], list[str]]:
+    """Store paths of the checkpoint folders of `stage`, oldest first: (complete ones, incomplete ones)."""
+    files: dict[str, set[str]] = {}
     for path in store.list(f"{stage}/checkpoints"):
         parts = path.split("/")
-        if len(parts) == 4 and parts[3] == STATE_FILE and _NAME.match(parts[2]):
-            found.add("/".join(parts[:3]))
-    return sorted(found)
+        if len(parts) == 4 and _NAME.match(parts[2]):
+            files.setdefault("/".join(parts[:3]), set()).add(parts[3])
+    complete = sorted(name for name, held in files.items() if STATE_FILE in held)
+    return complete, sorted(set(files) - set(complete))
+
+
+def list_checkpoints(store: ArtifactStore, stage: str) -> list[str]:
+    """Store paths of the complete checkpoints of `stage` (those with a state.json), oldest first."""
+    return _checkpoint_folders(store, stage)[0]
 
 
 def prune_checkpoints(store: ArtifactStore, stage: str, keep: int, current: str) -> list[str]:
-    """Delete all but the newest `keep` checkpoints of `stage`, never `current`; returns what went."""
-    names = list_checkpoints(store, stage)
-    doomed = [n for n in names[: max(0, len(names) - keep)] if n != current]
+    """Delete all but the newest `keep` checkpoints of `stage`, never `current`; returns what went.
+
+    Folders without a state.json go too: what a save cut short by an outage left (nothing pointed at them).
+    """
+    complete, incomplete = _checkpoint_folders(store, stage)
+    doomed = [n for n in complete[: max(0, len(complete) - keep)] + incomplete if n != current]
     for name in doomed:
         store.delete_tree(name)
     return doomed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from argomlops.config import RunConfig
+from argomlops.config import ConfigError, RunConfig, error_lines
 from argomlops.errors import EXIT_INVALID, EXIT_PREEMPTED, InputError, Preempted
 from argomlops.trainer.logs import log, quiet_tensorflow
 
@@ -28,11 +28,16 @@ def _stages(config: RunConfig, chosen: list[str] | None) -> list[str]:
 
 
 def _with_artifacts(config: RunConfig, artifacts: str | None) -> RunConfig:
+    from pydantic import ValidationError
+
     if not artifacts:
         return config
     raw = config.model_dump(mode="json", by_alias=True)
     raw["artifacts"] = artifacts
-    return RunConfig.model_validate(raw)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:  # a bad --artifacts is bad input like any field: one line, exit 2
+        raise ConfigError([line.replace("artifacts:", "--artifacts:", 1) for line in error_lines(exc)]) from None
 
 
 def _run_stage(run: Run, stage: str) -> None:
@@ -63,7 +68,7 @@ def _record_failure(run: Run, code: int, exc: BaseException) -> None:
     """Write the failure's exit code and error line into provenance.json (`argomlops runs`: "failed") and the page."""
     if _record_end(run, code, exc):
         # The page then says "failed" and why (after a SIGTERM there is no time for it: report_schedule.py).
-        run.report.write(run.store)
+        run.page.write(run.store)
 
 
 def train_command(config: RunConfig, args: argparse.Namespace) -> int:
@@ -90,6 +95,10 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     try:
         for stage in stages:
             _run_stage(run, stage)
+        run.write_provenance(ended=utc_now())
+        run.record_exit(0)
+        # Once more with the end time and the exit: the page written at the stage's end could not know them.
+        run.page.write(run.store)
     except Preempted:
         _record_end(run, EXIT_PREEMPTED)  # a failed write must not turn the retried 143 into a failure
         raise
@@ -104,9 +113,8 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     except BaseException as exc:
         _record_failure(run, 130 if isinstance(exc, KeyboardInterrupt) else 1, exc)
         raise
-    run.write_provenance(ended=utc_now())
-    run.record_exit(0)
-    # Once more with the end time and the exit: the page written at the stage's end could not know them.
-    run.report.write(run.store)
+    finally:
+        # However the process ends, the pod's report holds every request it made.
+        run.write_pod_report()
     log(f"run {run.run_id}: done; artifacts in {run.uri}")
     return 0

@@ -1,9 +1,11 @@
 """Where a stage's numbers go: metrics.jsonl, TensorBoard events and Argo's progress file.
 
-- `MetricsLog` keeps `<stage>/metrics.jsonl` (one JSON line per epoch) in the run's store. The whole
-  file is rewritten atomically on each append (it is small), so a reader never sees half a line.
+- `MetricsLog` keeps `<stage>/metrics.jsonl` (one JSON line per epoch) in the run's store. Each epoch's
+  line is appended atomically (`ArtifactStore.append_text`: in GCS one compose, never the whole file
+  again), so a reader never sees half a line and the bytes uploaded stay those of the lines.
 - `TensorBoardLog` writes events to a local folder (the run folder itself for a local run, a temp folder
-  for gs://) and `sync()` copies them to `<stage>/tensorboard/` at each checkpoint.
+  for gs://) and `sync()` appends what each events file gained since the last sync to its copy in
+  `<stage>/tensorboard/` at each checkpoint.
 - `ProgressFile` writes "done/total" to `$ARGO_PROGRESS_FILE` (Argo shows it as the node's progress).
 - `publish_newest_images` copies each new grid to `$ARGOMLOPS_NEWEST_IMAGES` (the node's output artifact).
 """
@@ -39,13 +41,16 @@ class MetricsLog:
             self._write()
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one epoch's line and rewrite the file."""
+        """Add one epoch's line to the end of the file."""
         self.records.append(record)
-        self._write()
+        self.store.append_text(self.rel, _line(record))
 
     def _write(self) -> None:
-        text = "".join(json.dumps(r, allow_nan=False, default=_finite) + "\n" for r in self.records)
-        self.store.write_text(self.rel, text)
+        self.store.write_text(self.rel, "".join(_line(r) for r in self.records))
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, allow_nan=False, default=_finite) + "\n"
 
 
 def _finite(value: Any) -> Any:
@@ -67,6 +72,8 @@ class TensorBoardLog:
             self._temp = tempfile.TemporaryDirectory(prefix="argomlops-tb-")
             self.local = Path(self._temp.name)
         self.writer = tf.summary.create_file_writer(str(self.local))
+        # Bytes of each local events file already in the store: only what follows is sent at a sync.
+        self._synced: dict[str, int] = {}
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Write each finite value under its name at `step`."""
@@ -78,10 +85,22 @@ class TensorBoardLog:
                     tf.summary.scalar(name, value, step=step)
 
     def sync(self) -> None:
-        """Flush, and copy the events to the store when they are written elsewhere."""
+        """Flush, and append what each events file gained to the store when they are written elsewhere."""
         self.writer.flush()
-        if self._temp is not None:
-            self.store.upload_tree(self.local, self.rel)
+        if self._temp is None:
+            return
+        for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
+            name = path.relative_to(self.local).as_posix()
+            data = path.read_bytes()
+            done = self._synced.get(name, 0)
+            if len(data) == done:
+                continue
+            # Event files only grow; a new one (a new writer, a resumed run) starts from nothing.
+            if done == 0:
+                self.store.write_bytes(f"{self.rel}/{name}", data)
+            else:
+                self.store.append_bytes(f"{self.rel}/{name}", data[done:])
+            self._synced[name] = len(data)
 
     def close(self) -> None:
         """Flush, copy and release the writer."""

@@ -10,6 +10,10 @@
 provenance.json also records how the last attempt ended (`last_exit`: exit code, time, the error line of a
 failure; null while it runs) and where stages were stopped and resumed (`events`).
 
+`Run.write_pod_report` writes the pod's report for the operator after every checkpoint and at exit: the newest
+checkpoint and what the process asked of the bucket (`gcs_usage.write_report`; nothing outside a
+Workflow pod, where `$ARGOMLOPS_REPORT_FILE` is unset).
+
 `latest.json` says, per stage, which checkpoint is the newest complete state and whether the stage has
 finished (`<stage>/model.keras` written). It is written last, after every checkpoint, so whatever it
 names is complete. Where a stage stands (epoch, step, metrics) is in that checkpoint's state.json
@@ -41,6 +45,7 @@ import argomlops
 from argomlops.config import RunConfig, error_lines
 from argomlops.errors import InputError
 from argomlops.runid import new_run_id
+from argomlops.trainer.gcs_usage import write_report
 from argomlops.trainer.logs import log
 from argomlops.trainer.report_schedule import ReportSchedule
 from argomlops.trainer.storage import ArtifactStore, open_store
@@ -65,8 +70,9 @@ class Run:
     latest: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     # Rewrites report.html at the end of each stage and after checkpoints when that is cheap.
-    report: ReportSchedule = field(default_factory=ReportSchedule)
+    page: ReportSchedule = field(default_factory=ReportSchedule)
     opened: float = field(default_factory=time.monotonic)
+    reported: dict[str, Any] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -84,6 +90,11 @@ class Run:
         stages[stage] = {"checkpoint": checkpoint, "done": done}
         self.latest.update(run_id=self.run_id, updated=utc_now(), stage=stage)
         self.store.write_json("latest.json", self.latest)
+
+    def write_pod_report(self, **values: Any) -> None:
+        """Update the pod's report (stage, checkpoint, step) and write it with the bucket figures."""
+        self.reported.update(values)
+        write_report(self.store.stored_bytes(), run_id=self.run_id, **self.reported)
 
     def record_stage(self, stage: str, **values: Any) -> None:
         """Merge `values` into provenance.json's entry for `stage` and write it."""
@@ -212,6 +223,7 @@ def open_run(config: RunConfig, run_id: str | None = None) -> Run:
             run.latest = store.read_json("latest.json")
         if store.exists("provenance.json"):
             run.provenance = store.read_json("provenance.json")
+        store.stored_bytes(refresh=True)  # what earlier attempts left: the folder's size in the report
         log(f"resuming run {store.uri}")
     else:
         run = Run(config=config, run_id=run_id, store=store)

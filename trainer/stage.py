@@ -234,6 +234,7 @@ class _Loop:
             self.epoch, self.step, self.step_in_epoch = state.epoch, state.step, state.step_in_epoch
             self.best, self.last = state.best, state.last
             self.saved_step, self.saved_rel = self.step, rel
+            self.run.write_pod_report(stage=self.stage, checkpoint=rel, step=self.step, epoch=self.epoch)
             log(f"{self.stage}: resumed from {rel}: epoch {self.epoch}, step {self.step} (+{self.step_in_epoch})")
             self.run.record_event("resumed", self.stage, self.epoch, self.step_in_epoch, self.steps_per_epoch)
         elif self.run.parent is not None:
@@ -347,8 +348,9 @@ class _Loop:
         self.run.write_latest(self.stage, checkpoint=rel, done=False)
         self.saved_step, self.saved_rel = self.step, rel
         prune_checkpoints(self.run.store, self.stage, KEEP_CHECKPOINTS, rel)
+        self.run.write_pod_report(stage=self.stage, checkpoint=rel, step=self.step, epoch=self.epoch)
         if report:
-            self.run.report.after_checkpoint(self.run.store)
+            self.run.page.after_checkpoint(self.run.store)
         return rel
 
     def finish(self) -> StageResult:
@@ -362,7 +364,7 @@ class _Loop:
         # The last epoch always checkpoints, so the newest checkpoint is this final state.
         self.run.write_latest(self.stage, checkpoint=self.checkpoint(), done=True)
         self.run.record_stage(self.stage, **self.state().figures(), model=rel, finished=utc_now())
-        self.run.report.write(self.run.store)
+        self.run.page.write(self.run.store)
         log(f"{self.stage}: done after {self.epoch} epochs, {self.step} steps; wrote {self.run.uri}/{rel}")
         return StageResult(self.stage, self.epoch, self.step, self.last, self.best)
 

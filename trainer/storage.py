@@ -9,29 +9,22 @@ emulator) the client talks to the emulator with anonymous credentials.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import mimetypes
 import os
 import shutil
 import tempfile
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from google.cloud.storage import Bucket, Client
+from typing import Any
 
 GS_SCHEME = "gs://"
 # Temporary files carry this marker so that `list` never reports a write in progress.
 _TMP_MARK = ".tmp-"
 # Parallel transfers: many small images are dominated by per-request latency, not bandwidth.
 _TRANSFER_THREADS = 16
-_MD5_CHUNK = 1 << 20
+_COPY_CHUNK = 1 << 20
 
 
 def _clean_rel(rel: str) -> str:
@@ -98,6 +91,21 @@ class ArtifactStore(ABC):
     @abstractmethod
     def delete_tree(self, rel: str) -> None:
         """Delete every file under the folder `rel` (or the file `rel`); nothing there is not an error."""
+
+    @abstractmethod
+    def append_bytes(self, rel: str, data: bytes) -> None:
+        """Add `data` to the end of `rel` (created when absent), atomically as `write_bytes`."""
+
+    def append_text(self, rel: str, text: str) -> None:
+        """Add UTF-8 text to the end of `rel`."""
+        self.append_bytes(rel, text.encode("utf-8"))
+
+    def stored_bytes(self, refresh: bool = False) -> int | None:
+        """Bytes under this store's root as this process knows them (listed first with `refresh`).
+
+        None where storage is not billed by size (a local folder).
+        """
+        return None
 
     def write_text(self, rel: str, text: str) -> None:
         """Write UTF-8 text atomically."""
@@ -199,7 +207,7 @@ class LocalStore(ArtifactStore):
     def upload_file(self, local: Path, rel: str) -> None:
         def copy(handle: Any) -> None:
             with open(local, "rb") as source:
-                shutil.copyfileobj(source, handle, _MD5_CHUNK)
+                shutil.copyfileobj(source, handle, _COPY_CHUNK)
 
         _atomic_local_write(self._path(rel), copy)
 
@@ -216,27 +224,10 @@ class LocalStore(ArtifactStore):
         elif path.exists():
             path.unlink()
 
-
-_clients: dict[str | None, Client] = {}
-_clients_lock = threading.Lock()
-
-
-def gcs_client() -> Client:
-    """The process's google-cloud-storage client (one per emulator setting), created on first use."""
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    with _clients_lock:
-        if emulator not in _clients:
-            from google.cloud import storage
-
-            if emulator:
-                # The emulator accepts anything; anonymous credentials avoid looking for real ones.
-                from google.auth.credentials import AnonymousCredentials
-
-                project = os.environ.get("GOOGLE_CLOUD_PROJECT", "argomlops-local")
-                _clients[emulator] = storage.Client(project=project, credentials=AnonymousCredentials())
-            else:
-                _clients[emulator] = storage.Client()
-        return _clients[emulator]
+    def append_bytes(self, rel: str, data: bytes) -> None:
+        # A local rewrite costs nothing worth saving, and keeps the write atomic.
+        old = self.read_bytes(rel) if self.exists(rel) else b""
+        self.write_bytes(rel, old + data)
 
 
 def cache_root() -> Path:
@@ -255,138 +246,17 @@ def split_gs_uri(uri: str) -> tuple[str, str]:
     return bucket, _clean_rel(prefix)
 
 
-class GCSStore(ArtifactStore):
-    """Objects under a prefix of a Google Cloud Storage bucket."""
-
-    def __init__(self, bucket: str, prefix: str = "") -> None:
-        self.bucket_name = bucket
-        self.prefix = _clean_rel(prefix)
-        self.uri = f"{GS_SCHEME}{bucket}/{self.prefix}" if self.prefix else f"{GS_SCHEME}{bucket}"
-
-    @property
-    def _bucket(self) -> Bucket:
-        return gcs_client().bucket(self.bucket_name)
-
-    def _key(self, rel: str) -> str:
-        return _join(self.prefix, _clean_rel(rel))
-
-    def child(self, rel: str) -> GCSStore:
-        return GCSStore(self.bucket_name, self._key(rel))
-
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        key = self._key(rel)
-        # Rewriting the same object is idempotent for us, so unconditional uploads may be retried too.
-        self._bucket.blob(key).upload_from_string(data, content_type=_content_type(key), retry=DEFAULT_RETRY)
-
-    def read_bytes(self, rel: str) -> bytes:
-        from google.api_core.exceptions import NotFound
-
-        try:
-            data: bytes = self._bucket.blob(self._key(rel)).download_as_bytes()
-        except NotFound as exc:
-            raise FileNotFoundError(f"{self.uri}/{_clean_rel(rel)}: no such object") from exc
-        return data
-
-    def exists(self, rel: str) -> bool:
-        return bool(self._bucket.blob(self._key(rel)).exists())
-
-    def _blobs(self, prefix: str) -> Iterator[Any]:
-        folder = self._key(prefix)
-        return gcs_client().list_blobs(self.bucket_name, prefix=f"{folder}/" if folder else None)
-
-    def folders(self, prefix: str = "") -> list[str]:
-        folder = self._key(prefix)
-        start = f"{folder}/" if folder else ""
-        # With a delimiter GCS answers the next level's prefixes only, however much lies below them.
-        pages = gcs_client().list_blobs(self.bucket_name, prefix=start or None, delimiter="/")
-        for _page in pages.pages:
-            pass
-        return sorted(p[len(start) :].rstrip("/") for p in pages.prefixes)
-
-    def list(self, prefix: str = "") -> list[str]:
-        cut = len(self.prefix) + 1 if self.prefix else 0
-        return sorted(blob.name[cut:] for blob in self._blobs(prefix) if not blob.name.endswith("/"))
-
-    def upload_file(self, local: Path, rel: str) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        key = self._key(rel)
-        self._bucket.blob(key).upload_from_filename(str(local), content_type=_content_type(key), retry=DEFAULT_RETRY)
-
-    def download_file(self, rel: str, local: Path) -> None:
-        from google.api_core.exceptions import NotFound
-
-        blob = self._bucket.blob(self._key(rel))
-        try:
-            _atomic_local_write(Path(local), blob.download_to_file)
-        except NotFound as exc:
-            raise FileNotFoundError(f"{self.uri}/{_clean_rel(rel)}: no such object") from exc
-
-    def delete_tree(self, rel: str) -> None:
-        key = self._key(rel)
-        blobs = list(self._blobs(rel))
-        single = self._bucket.blob(key)
-        if key and single.exists():
-            blobs.append(single)
-        if blobs:
-            self._bucket.delete_blobs(blobs, on_error=lambda _blob: None)
-
-
-def _content_type(key: str) -> str:
-    guessed, _ = mimetypes.guess_type(key)
-    return guessed or "application/octet-stream"
-
-
 def open_store(uri: str) -> ArtifactStore:
     """A store for `uri`: gs://bucket/prefix -> GCSStore, anything else -> LocalStore."""
     if uri.startswith(GS_SCHEME):
+        from argomlops.trainer.gcs_store import GCSStore
+
         return GCSStore(*split_gs_uri(uri))
     return LocalStore(uri)
 
 
-def _local_md5(path: Path) -> str:
-    """Base64 MD5 of a file, as GCS reports `md5Hash`."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_MD5_CHUNK), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode("ascii")
-
-
-def _is_current(blob: Any, local: Path) -> bool:
-    """Whether `local` already holds the object's content (same size, and same MD5 when GCS has one)."""
-    if not local.is_file() or local.stat().st_size != blob.size:
-        return False
-    # Composite objects carry no MD5: the size must then do.
-    return blob.md5_hash is None or _local_md5(local) == blob.md5_hash
-
-
 def sync_to_cache(uri: str, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
-    """Mirror a gs:// prefix into `cache_dir` and return it.
+    """Mirror a gs:// prefix into `cache_dir` and return it (`gcs_store.sync_to_cache`)."""
+    from argomlops.trainer.gcs_store import sync_to_cache as sync
 
-    Files already in the cache with the same size and MD5 are not downloaded again; files in the cache
-    that are no longer in the bucket are removed, so the cache is an exact copy of the prefix.
-    """
-    cache_dir = Path(cache_dir)
-    store = GCSStore(*split_gs_uri(uri))
-    cut = len(store.prefix) + 1 if store.prefix else 0
-    blobs = [b for b in store._blobs("") if not b.name.endswith("/")]
-    wanted = {b.name[cut:] for b in blobs}
-    stale = [p for p in cache_dir.rglob("*") if p.is_file() and p.relative_to(cache_dir).as_posix() not in wanted]
-    for path in stale:
-        path.unlink()
-    missing = [b for b in blobs if not _is_current(b, cache_dir / b.name[cut:])]
-
-    def fetch(blob: Any) -> None:
-        _atomic_local_write(cache_dir / blob.name[cut:], blob.download_to_file)
-
-    _parallel(fetch, missing)
-    if log is not None:
-        log(
-            f"synced {uri} to {cache_dir}: {len(missing)} downloaded, {len(blobs) - len(missing)} already cached, "
-            f"{len(stale)} removed"
-        )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    return cache_dir
+    return sync(uri, cache_dir, log)

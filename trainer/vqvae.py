@@ -46,7 +46,10 @@ def _residual_stack(x: Any, channels: int, hidden: int, blocks: int, name: str) 
 def build_encoder(config: VQVAEConfig, image_size: int) -> keras.Model:
     """Images `(B, S, S, 3)` to latents `(B, S/2**n, S/2**n, latent_channels)`."""
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    x = inputs
+    # Centred on 0: images in [0, 1] are all-positive, and the small colour differences on top of the
+    # common brightness are learnt much later from them (measured: desaturated reconstructions after 1200
+    # steps on builtin:figures, 23.5 dB against 24.3 dB centred).
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="centre")(inputs)
     for i, filters in enumerate(config.encoder_channels):
         x = keras.layers.Conv2D(
             filters, 4, strides=2, padding="same", activation="relu", kernel_initializer=_INIT, name=f"down{i}"
@@ -72,8 +75,8 @@ def build_decoder(config: VQVAEConfig, image_size: int) -> keras.Model:
             filters, 4, strides=2, padding="same", activation="relu", kernel_initializer=_INIT, name=f"up{i}"
         )(x)
     x = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same", kernel_initializer=_INIT, name="to_rgb")(x)
-    # Under mixed precision the decoder computes in float16; the loss wants float32 images.
-    x = keras.layers.Activation("linear", dtype="float32", name="rgb")(x)
+    # Back from the encoder's centred range to [0, 1]; in float32, which the loss wants under mixed precision.
+    x = keras.layers.Rescaling(0.5, offset=0.5, dtype="float32", name="rgb")(x)
     return keras.Model(inputs, x, name="decoder")
 
 

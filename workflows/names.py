@@ -21,6 +21,16 @@ SERVICE_ACCOUNT = "argomlops-trainer"
 GPU_QUEUE_CONFIG_MAP = "argomlops-gpu-queue"
 """ConfigMap (installed by the chart) holding one semaphore size per accelerator, e.g. `nvidia-tesla-t4: "1"`."""
 
+CPU_QUEUE_KEY = "cpu"
+"""The key of that ConfigMap CPU-only runs (placement.gpus 0) queue on: they never take a GPU's slot."""
+
+REPORT_PARAMETER = "report"
+REPORT_PATH = "/tmp/argomlops-report.json"
+REPORT_ENV = "ARGOMLOPS_REPORT_FILE"
+"""The output parameter of every training pod, the file it is read from and the variable that tells the
+trainer where to write it: the trainer's report of its newest checkpoint and bucket usage
+(trainer/gcs_usage.py), which Argo copies into the Workflow status."""
+
 CONFIG_MOUNT = "/etc/argomlops"
 CONFIG_KEY = "run.yaml"
 CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_KEY}"
@@ -35,6 +45,8 @@ NEWEST_IMAGES_KEY = "newest.png"
 """That artifact's name in the run's stage folder: `<run>/<stage>/newest.png`."""
 LOGS_FOLDER = "logs"
 """Argo archives each pod's log to `<run>/logs/<pod name>/main.log`."""
+STOPPED_BY_ANNOTATION = "argomlops.dev/stopped-by"
+"""Set on a Workflow the operator stopped at a budget, with the cap: MaxCost or NamespaceMonthlyCap."""
 
 LABEL_MLOPS = "argomlops.dev/mlops"
 LABEL_RUN_ID = "argomlops.dev/run-id"
@@ -48,7 +60,7 @@ P_ARTIFACTS_BUCKET = "artifacts-bucket"
 P_RUN_KEY = "run-key"
 P_IMAGE = "image"
 P_STAGES = "stages"
-P_ACCELERATOR = "accelerator"
+P_QUEUE = "queue"
 P_MAX_PREEMPTIONS = "max-preemptions"
 P_GIT_REPO = "git-repo"
 P_GIT_REVISION = "git-revision"
@@ -91,3 +103,12 @@ def k8s_name(name: str, run_id: str) -> str:
     if room < 1:
         raise ValueError(f"run id {run_id!r} is too long for a Kubernetes name")
     return f"{base[:room].rstrip('-')}-{digest}-{run}"
+
+
+def workflow_name(name: str, run_id: str, resumes: int = 0) -> str:
+    """The name of a run's Workflow: `k8s_name(name, run_id)`, then `-r2`, `-r3`, ... for each budget resume.
+
+    A run stopped by its budget and resumed gets a new Workflow (a stopped one cannot be started again);
+    the suffix goes with the run id, so `k8s_name` keeps it whole and shortens only the MLOps name.
+    """
+    return k8s_name(name, run_id if resumes == 0 else f"{run_id}-r{resumes + 1}")

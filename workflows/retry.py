@@ -5,7 +5,10 @@ terminated in response to imminent node shutdown" (argo-workflows issues #9880 a
 `OnFailure`/`Always` alone would also retry real bugs. So the template uses `retryPolicy: Always`
 with an `expression` that accepts only endings caused by the node going away:
 
-- exit code 143: the trainer caught SIGTERM, wrote a checkpoint and stopped (the retried pod resumes);
+- exit code 143: the trainer caught SIGTERM, wrote a checkpoint and stopped (the retried pod resumes),
+  or the bucket stayed unreachable past the trainer's storage retries (2 minutes by default): nothing
+  half-written is pointed at, so the retried pod resumes from the newest complete checkpoint, after
+  the backoff below gave the bucket time to come back (argomlops/errors.py);
 - "imminent node shutdown" / "Pod was terminated": the kubelet's graceful node shutdown on a spot VM;
 - "pod deleted": the pod vanished under Argo (a spot VM gone before shutdown finished, a node drain
   or upgrade, pod garbage collection of a lost node);
@@ -15,6 +18,9 @@ Not retried: exit 2 (bad config or input: the same input fails again) whatever t
 other exit code unless the message shows the node went away (a bug); OOMKilled and "The node was low
 on resource" evictions (node-pressure evictions pick the pod using more than it requested, which on a
 one-pod GPU node is the trainer itself: a retry would hit the same wall).
+
+A Workflow stopped with `spec.shutdown: Stop` (the operator's budget stop) is never retried, whatever
+its pods' exit codes: Argo skips the retry strategy while a Workflow shuts down.
 
 Argo evaluates the expression; the operator only counts what Argo retried (workflow_summary.py). The
 tests check the expression with an evaluator of their own (tests/argo_expr.py), cross-checked against

@@ -46,6 +46,14 @@ def report_link(spec: MLOpsSpec, run_id: str) -> str:
     return f"[{uri}](https://storage.cloud.google.com/{bucket}/{key})" if bucket else f"`{uri}`"
 
 
+def queue_key(spec: MLOpsSpec) -> str:
+    """The run's key in the GPU queue ConfigMap: its accelerator, or `cpu` for a CPU-only run.
+
+    A CPU-only run waits on a semaphore of its own, so it never holds (or waits for) a GPU's slot.
+    """
+    return spec.placement.accelerator if spec.placement.gpus > 0 else names.CPU_QUEUE_KEY
+
+
 def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str, str]:
     """The template's arguments for one run, every value a string (Argo parameters are strings)."""
     placement = spec.placement
@@ -59,7 +67,7 @@ def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str
         names.P_RUN_KEY: run_key,
         names.P_IMAGE: spec.image,
         **{names.P_RUN_STAGE[stage]: "true" if stage in spec.stages else "false" for stage in STAGE_ORDER},
-        names.P_ACCELERATOR: placement.accelerator,
+        names.P_QUEUE: queue_key(spec),
         names.P_MAX_PREEMPTIONS: str(placement.max_preemptions),
         names.P_GIT_REPO: git.repo if git else "",
         names.P_GIT_REVISION: git.revision if git else "",
@@ -76,10 +84,11 @@ def build_run_workflow(
     config_map: str,
     spec: MLOpsSpec,
     labels: dict[str, str] | None = None,
+    resumes: int = 0,
 ) -> dict[str, Any]:
     """Return the Workflow that runs one MLOps run through the `argomlops-train` WorkflowTemplate.
 
-    The Workflow is named `k8s_name(name, run_id)`, carries `labels` (plus the two argomlops labels) on
+    The Workflow is named `workflow_name(name, run_id, resumes)`, carries `labels` (plus the two argomlops labels) on
     itself and on every pod, passes the run as template arguments and places every pod as
     `spec.placement` says (`placement.py`). Nothing is sent anywhere: the caller creates the dict
     through the Kubernetes API.
@@ -91,6 +100,7 @@ def build_run_workflow(
         config_map: the per-run ConfigMap holding `run.yaml`.
         spec: the validated MLOps spec.
         labels: extra labels for the Workflow and its pods (the two run labels are always added).
+        resumes: how many times the run was resumed after a budget stop (0: its first Workflow).
     """
     all_labels = {**(labels or {}), **names.run_labels(name, run_id)}
     uri = run_uri(spec, run_id)
@@ -107,7 +117,7 @@ def build_run_workflow(
     }
     parameters = run_parameters(run_id=run_id, config_map=config_map, spec=spec)
     workflow = Workflow(
-        name=names.k8s_name(name, run_id),
+        name=names.workflow_name(name, run_id, resumes),
         namespace=namespace,
         labels=all_labels,
         annotations=annotations,

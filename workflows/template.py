@@ -73,7 +73,7 @@ def parameter_defaults() -> dict[str, str | None]:
     defaults.update({names.P_RUN_STAGE[stage]: _bool(stage in spec.stages) for stage in STAGE_ORDER})
     defaults.update(
         {
-            names.P_ACCELERATOR: spec.placement.accelerator,
+            names.P_QUEUE: spec.placement.accelerator,
             names.P_MAX_PREEMPTIONS: str(spec.placement.max_preemptions),
             names.P_GIT_REPO: "",
             names.P_GIT_REVISION: "",
@@ -91,7 +91,8 @@ PARAMETER_DESCRIPTIONS = {
     names.P_RUN_KEY: "The run folder's key in that bucket (<prefix>/<run-id>), under which those land.",
     names.P_IMAGE: "Trainer container image.",
     **{names.P_RUN_STAGE[stage]: f"true: the run trains its {stage} stage." for stage in STAGE_ORDER},
-    names.P_ACCELERATOR: "GKE accelerator: the GPU queue key (placement itself is in the per-run Workflow).",
+    names.P_QUEUE: "The run's key in the GPU queue ConfigMap: its GKE accelerator, or cpu for a CPU-only run "
+    "(placement itself is in the per-run Workflow).",
     names.P_MAX_PREEMPTIONS: "How many preemptions each stage may survive.",
     names.P_GIT_REPO: "Optional https git repository whose command replaces the built-in trainer.",
     names.P_GIT_REVISION: "Branch, tag or commit of git-repo.",
@@ -127,12 +128,13 @@ def retry_strategy() -> m.RetryStrategy:
 
 
 def gpu_queue() -> m.Synchronization:
-    """The GPU queue: a semaphore sized by the chart's ConfigMap, one key per accelerator.
+    """The GPU queue: a semaphore sized by the chart's ConfigMap, one key per accelerator and one for CPU runs.
 
     Template-level locks are resolved after parameter substitution (argo-workflows PR #3957), so the
-    key can follow the `accelerator` parameter; Workflow-level ones are not (issue #4894).
+    key can follow the `queue` parameter; Workflow-level ones are not (issue #4894). CPU-only runs pass
+    `cpu`, a key of its own, so they never take a GPU's slot.
     """
-    key_ref = m.ConfigMapKeySelector(name=names.GPU_QUEUE_CONFIG_MAP, key=_wf(names.P_ACCELERATOR))
+    key_ref = m.ConfigMapKeySelector(name=names.GPU_QUEUE_CONFIG_MAP, key=_wf(names.P_QUEUE))
     return m.Synchronization(semaphores=[m.SemaphoreRef(config_map_key_ref=key_ref)])
 
 
@@ -209,7 +211,7 @@ def _leaf(
     return Container(
         name=name,
         inputs=inputs,
-        outputs=outputs,
+        outputs=[report_output(), *(outputs or [])],
         archive_location=log_archive(),
         command=command,
         args=args,
@@ -232,9 +234,25 @@ def _leaf(
     )
 
 
+def report_output() -> Parameter:
+    """The trainer's report (newest checkpoint, bucket requests by class) as an output parameter of the pod.
+
+    Argo's executor reads the file when the main container ends, however it ends (exit 0, 143 after a
+    stop or preemption, an error), and the controller copies it into the pod's node of the Workflow
+    status, where the operator reads it: the operator learns what the bucket costs without any access to
+    the bucket. `default` keeps a pod that wrote none (a git command, an early crash) from failing on it.
+    """
+    return Parameter(
+        name=names.REPORT_PARAMETER,
+        value_from=m.ValueFrom(path=names.REPORT_PATH, default="{}"),
+        description="The trainer's report: newest checkpoint and bucket requests by billing class (JSON).",
+    )
+
+
 def _env(extra: dict[str, str] | None = None) -> list[m.EnvVar]:
     # PYTHONUNBUFFERED: log lines reach the Argo UI as they are written, not when a buffer fills.
-    values = {"PYTHONUNBUFFERED": "1", **(extra or {})}
+    # ARGOMLOPS_REPORT_FILE: where the trainer writes the report the pod's output parameter reads.
+    values = {"PYTHONUNBUFFERED": "1", names.REPORT_ENV: names.REPORT_PATH, **(extra or {})}
     return [m.EnvVar(name=key, value=value) for key, value in values.items()]
 
 

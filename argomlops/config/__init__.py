@@ -13,7 +13,7 @@ are accepted on input, camelCase is written on output.
 """
 
 from argomlops.config.base import Section
-from argomlops.config.cluster import CLUSTER_FIELDS, GitSource, MLOpsSpec, Placement
+from argomlops.config.cluster import CLUSTER_FIELDS, Budget, GitSource, MLOpsSpec, Placement
 from argomlops.config.data import BUILTIN_SOURCES, DataConfig
 from argomlops.config.errors import ConfigError, error_lines
 from argomlops.config.loading import apply_overrides, load_config, load_raw, parse_override, validate_spec
@@ -25,6 +25,7 @@ __all__ = [
     "BUILTIN_SOURCES",
     "CLUSTER_FIELDS",
     "STAGE_ORDER",
+    "Budget",
     "ConfigError",
     "DataConfig",
     "GitSource",

@@ -1,6 +1,9 @@
-"""The cluster's part of an MLOps spec: image, placement and an optional git source, beside the run config."""
+"""The cluster's part of an MLOps spec: image, placement, budget and an optional git source, beside the run config."""
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 from pydantic import Field, field_validator
 
@@ -40,19 +43,46 @@ class Placement(Section):
     )
 
 
+class Budget(Section):
+    """What a run may cost; the operator warns at 80 % and stops the run after a checkpoint at 100 %."""
+
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Most the run may cost, in the unit of the operator's prices (USD by default), all its "
+        "attempts and resumes together. Raising it resumes a run it stopped, with the same run id. "
+        "Absent: no cap of its own (the namespace's monthly cap still applies).",
+    )
+
+
 class MLOpsSpec(RunConfig):
-    """The spec of an `MLOps` object: the run config plus the image and placement."""
+    """The spec of an `MLOps` object: the run config plus the image, placement and budget."""
 
     image: str = Field(
         "ghcr.io/argomlops/argomlops-trainer:0.1.0", min_length=1, description="Trainer container image."
     )
     placement: Placement = Field(default_factory=Placement, description="Node pool, GPUs and preemption budget.")
+    budget: Budget = Field(
+        default_factory=Budget,
+        description="What the run may cost. Changing only the budget never starts a new run: it stops or "
+        "resumes the current one.",
+    )
     git: GitSource | None = Field(None, description="Run this repository's command instead of the built-in trainer.")
 
     def run_config(self) -> RunConfig:
         """The script's part of the spec: what goes into the per-run ConfigMap."""
         fields = set(RunConfig.model_fields)
         return RunConfig.model_validate(self.model_dump(include=fields))
+
+    def run_digest(self) -> str:
+        """A digest of everything but the budget, as written (defaults left out): equal digests, same run.
+
+        Only the fields the manifest sets count, so an operator whose models gained a defaulted field
+        still recognises a budget-only change of a run it started before.
+        """
+        written = self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"budget"})
+        return hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()[:16]
 
 
 CLUSTER_FIELDS = frozenset(MLOpsSpec.model_fields) - frozenset(RunConfig.model_fields)

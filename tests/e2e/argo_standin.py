@@ -20,13 +20,31 @@ and nothing more. It reads the Workflow and the WorkflowTemplate from the test A
 6. does what Argo's executor does when a pod ends: uploads each output artifact found at its path
    (the path lies in a folder of the pod's own, and env values naming it point there) to its rendered
    `gcs` bucket and key, and with `archiveLocation.archiveLogs` the pod's log to `<key>/main.log`.
+7. collects each leaf's output parameters when its pod ends (`valueFrom.path`, else `default`), as
+   Argo's wait container does whatever the exit code: the file is the pod's own, so a path named in
+   the container's env is pointed at a file of the pod's in the work folder;
+8. honours `spec.shutdown: Stop` on the Workflow, as Argo does.
 
 Preemption is simulated as a spot VM's graceful shutdown: SIGTERM to the trainer, and the pod ends with
 GKE's message "Pod was terminated in response to imminent node shutdown.".
+
+What Argo does on `spec.shutdown: Stop`, checked in argoproj/argo-workflows (main, 2026-08, commit
+f016ad8): `applyExecutionControl` (workflow/controller/exec_control.go) calls
+`TerminateContainers` for every running pod outside an exit handler, which signals the containers'
+PID 1 with SIGTERM (workflow/controller/pod/queue.go `signalContainers`, workflow/signal) and SIGKILLs
+them after the pod's terminationGracePeriodSeconds; it marks the pod's node Failed with "workflow
+shutdown with strategy:  Stop" right away, but the node is only fulfilled once the pod's task result
+(its outputs) is in. `processNodeRetries` (workflow/controller/operator.go) never retries a node while
+the Workflow shuts down: the Retry node takes its last child's phase with "Stopped with strategy
+'Stop'", no new task starts, and the Workflow ends Failed with the same message. A node marked Failed
+while its pod ran gets its finishedAt only once fulfilled (`markNodePhase`), and its message is then
+the pod's own failure reason (`inferFailedReason`: the termination message, which the template's
+FallbackToLogsOnError makes the log tail). The stand-in does the same, in that order.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -45,6 +63,9 @@ from kube.argo import PREEMPTED_MESSAGE
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 LOG_TAIL_LINES = 80  # what Kubernetes keeps of the log for FallbackToLogsOnError (and at most 2048 bytes)
+SHUTDOWN_NODE_MESSAGE = "workflow shutdown with strategy:  Stop"  # two spaces, as Argo writes it
+STOPPED_MESSAGE = "Stopped with strategy 'Stop'"
+DEFAULT_GRACE_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
 
 
 def _now() -> str:
@@ -61,6 +82,7 @@ class Attempt:
     preempted: bool
     log: str
     progress_at_sigterm: str | None = None
+    stopped: bool = False
 
 
 @dataclass
@@ -150,6 +172,9 @@ class ArgoStandIn:
         deadline = time.monotonic() + timeout
         phases: dict[str, str] = {}
         for task in dag:
+            if self._shutdown(workflow_name):
+                phases[task["name"]] = "Omitted"  # a Workflow shutting down starts no new node
+                continue
             depends = task.get("depends")
             if depends and phases.get(depends) not in ("Succeeded", "Skipped"):
                 phases[task["name"]] = "Omitted"
@@ -169,8 +194,16 @@ class ArgoStandIn:
                 failed = self.nodes[f"{task['name']}-retry"]
                 self._patch(workflow_name, phase="Failed", finishedAt=_now(), message=failed.get("message", ""))
                 return "Failed"
+        if self._shutdown(workflow_name) and "Omitted" in phases.values():
+            self._patch(workflow_name, phase="Failed", finishedAt=_now(), message=STOPPED_MESSAGE)
+            return "Failed"
         self._patch(workflow_name, phase="Succeeded", finishedAt=_now())
         return "Succeeded"
+
+    def _shutdown(self, workflow_name: str) -> bool:
+        """Whether someone set the Workflow's `spec.shutdown` (`argo stop`, the operator's budget)."""
+        workflow = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "workflows", workflow_name)
+        return bool((workflow.get("spec") or {}).get("shutdown"))
 
     def _materialise_config(self, leaf: dict[str, Any], variables: dict[str, str]) -> dict[str, Path]:
         """The ConfigMap volumes as folders: {mountPath: local folder}."""
@@ -208,7 +241,30 @@ class ArgoStandIn:
             key = render(location["gcs"]["key"], variables)
             GCSStore(render(location["gcs"]["bucket"], variables)).write_text(f"{key}/main.log", log)
 
-    def _command(self, leaf: dict[str, Any], variables: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    def _outputs_in(self, leaf: dict[str, Any], node_id: str) -> dict[str, Path]:
+        """Each output parameter's `valueFrom.path` in the pod, and the local file standing for it."""
+        outputs = (leaf.get("outputs") or {}).get("parameters") or []
+        return {
+            o["valueFrom"]["path"]: self.workdir / f"output-{node_id}-{o['name']}"
+            for o in outputs
+            if "path" in (o.get("valueFrom") or {})
+        }
+
+    def _collect_outputs(self, leaf: dict[str, Any], node_id: str) -> list[dict[str, str]]:
+        """The pod's output parameters, read when it ended (`default` where the file is missing)."""
+        files = self._outputs_in(leaf, node_id)
+        collected = []
+        for output in (leaf.get("outputs") or {}).get("parameters") or []:
+            source = output.get("valueFrom") or {}
+            local = files.get(source.get("path", ""))
+            value = local.read_text() if local is not None and local.exists() else source.get("default")
+            if value is not None:
+                collected.append({"name": output["name"], "value": value})
+        return collected
+
+    def _command(
+        self, leaf: dict[str, Any], variables: dict[str, str], node_id: str
+    ) -> tuple[list[str], dict[str, str]]:
         container = leaf["container"]
         mounts = self._materialise_config(leaf, variables)
         argv = [render(part, variables) for part in [*container.get("command", []), *container.get("args", [])]]
@@ -219,6 +275,9 @@ class ArgoStandIn:
         if argv[0] == "argomlops":
             argv[0] = executable("argomlops")
         env = {e["name"]: render(e.get("value", ""), variables) for e in container.get("env", [])}
+        # Paths in the pod that env values name (output parameters and artifacts) point at the pod's files here.
+        outputs = {**self._outputs_in(leaf, node_id), **self._outputs(leaf, node_id)}
+        env = {key: str(outputs[value]) if value in outputs else value for key, value in env.items()}
         return argv, env
 
     def _run_task(
@@ -253,6 +312,9 @@ class ArgoStandIn:
                 self.nodes[retry_id].update(phase="Succeeded", finishedAt=_now())
                 self._patch(workflow_name, phase="Running")
                 return "Succeeded"
+            if attempt.stopped:  # nothing is retried while the Workflow shuts down
+                self.nodes[retry_id].update(phase=node["phase"], finishedAt=_now(), message=STOPPED_MESSAGE)
+                return "Failed"
             expression = strategy.get("expression")
             retry = bool(expression) and should_retry(
                 expression, attempt.exit_code, node["phase"], node.get("message", "")
@@ -275,9 +337,7 @@ class ArgoStandIn:
         deadline: float,
     ) -> Attempt:
         variables = {**variables, "pod.name": f"{workflow_name}-{task}-{number}"}
-        argv, container_env = self._command(leaf, variables)
-        outputs = self._outputs(leaf, node_id)
-        container_env = {key: str(outputs.get(value, value)) for key, value in container_env.items()}
+        argv, container_env = self._command(leaf, variables, node_id)
         progress_file = self.workdir / f"progress-{node_id}"
         progress_file.unlink(missing_ok=True)
         env = {**os.environ, **self.env, **container_env, "ARGO_PROGRESS_FILE": str(progress_file)}
@@ -296,15 +356,25 @@ class ArgoStandIn:
         with log_path.open("w") as log:
             process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
             sigterm_progress: str | None = None
+            stopped_at: float | None = None
             while process.poll() is None:
                 if time.monotonic() > deadline:
                     process.kill()
                     raise AssertionError(f"{task}({number}) ran past the test's deadline; log: {log_path}")
+                if stopped_at is None and self._shutdown(workflow_name):
+                    # Argo: SIGTERM to the container now, the node Failed at once, SIGKILL after the grace period.
+                    stopped_at = time.monotonic()
+                    sigterm_progress = sigterm_progress or node.get("progress")
+                    process.send_signal(signal.SIGTERM)
+                    node.update(phase="Failed", message=SHUTDOWN_NODE_MESSAGE)
+                    self._patch(workflow_name, phase="Running")
+                elif stopped_at is not None and time.monotonic() - stopped_at > self._grace(workflow_name):
+                    process.kill()
                 progress = progress_file.read_text().strip() if progress_file.exists() else ""
                 if progress and progress != node.get("progress"):
                     node["progress"] = progress
                     self._patch(workflow_name, phase="Running")
-                    if sigterm_progress is None and self.preemptions.due(progress):
+                    if stopped_at is None and sigterm_progress is None and self.preemptions.due(progress):
                         sigterm_progress = progress
                         process.send_signal(signal.SIGTERM)
                         self.preemptions.done += 1
@@ -312,8 +382,12 @@ class ArgoStandIn:
         output = log_path.read_text()
         self._save_outputs(leaf, variables, node_id, output)
         code = process.returncode
-        preempted = sigterm_progress is not None
-        node.update(finishedAt=_now(), outputs={"exitCode": str(code)})
+        stopped = stopped_at is not None
+        preempted = sigterm_progress is not None and not stopped
+        # The wait container reports the outputs whatever the exit code; then the node is fulfilled.
+        # (A node marked Failed by the shutdown is fulfilled, and gets its finishedAt, only now.)
+        node.update(outputs={"exitCode": str(code), "parameters": self._collect_outputs(leaf, node_id)})
+        node["finishedAt"] = _now()
         if progress_file.exists():
             node["progress"] = progress_file.read_text().strip()
         if code == 0:
@@ -323,7 +397,13 @@ class ArgoStandIn:
             tail = "\n".join(output.rstrip().splitlines()[-LOG_TAIL_LINES:])[-2048:]
             node["message"] = PREEMPTED_MESSAGE if preempted else tail
         self._patch(workflow_name, phase="Running")
-        return Attempt(task, number, code, preempted, output, sigterm_progress)
+        return Attempt(task, number, code, preempted, output, sigterm_progress, stopped)
+
+    def _grace(self, workflow_name: str) -> float:
+        """The pods' terminationGracePeriodSeconds (the Workflow's podSpecPatch), else Kubernetes' default."""
+        workflow = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "workflows", workflow_name)
+        patch = json.loads((workflow.get("spec") or {}).get("podSpecPatch") or "{}")
+        return float(patch.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
 
 
 class StatusRecorder(threading.Thread):

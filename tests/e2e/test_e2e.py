@@ -40,7 +40,7 @@ def _install_cluster_side(kube: Any) -> None:
     kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
         "argoproj.io", "v1alpha1", NAMESPACE, "workflowtemplates", template
     )
-    queue = {"metadata": {"name": "argomlops-gpu-queue"}, "data": {"nvidia-tesla-t4": "1"}}
+    queue = {"metadata": {"name": "argomlops-gpu-queue"}, "data": {"nvidia-tesla-t4": "1", "cpu": "8"}}
     kubernetes.client.CoreV1Api(api).create_namespaced_config_map(NAMESPACE, queue)
 
 
@@ -88,7 +88,7 @@ def _apply_and_wait_for_workflow(kube: Any, manifest: dict[str, Any]) -> dict[st
 
 
 def _blobs(bucket: str, prefix: str) -> dict[str, bytes]:
-    from argomlops.trainer.storage import gcs_client
+    from argomlops.trainer.gcs_client import gcs_client
 
     return {
         blob.name[len(prefix) :]: blob.download_as_bytes()
@@ -109,6 +109,25 @@ def cluster(kube: Any, operator_runner: Any, gcs_bucket: str, argomlops_cache: P
     assert runner.exception is None, runner.exception
 
 
+# The smoke manifest runs on CPU (gpus 0): its node alone costs, here 4 vCPUs at 900 USD an hour each,
+# 1 USD a second, so that a budget is spent within a test.
+STEEP_NODE = {
+    "ARGOMLOPS_PRICE_PER_VCPU_HOUR": "900",
+    "ARGOMLOPS_PRICE_PER_GIB_HOUR": "0",
+    "ARGOMLOPS_NODE_VCPUS": "4",
+    "ARGOMLOPS_CHARGE_INTERVAL": "1",
+}
+
+
+@pytest.fixture
+def steep_cluster(kube: Any, operator_runner: Any, gcs_bucket: str, argomlops_cache: Path) -> Any:
+    """`cluster`, with prices that spend a budget in seconds."""
+    _install_cluster_side(kube)
+    with operator_runner(("--namespace", NAMESPACE), env=STEEP_NODE) as runner:
+        yield kube
+    assert runner.exception is None, runner.exception
+
+
 def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
     cluster: Any, gcs_bucket: str, tmp_path: Path, gcs_emulator: str, argomlops_cache: Path
 ) -> None:
@@ -124,6 +143,9 @@ def test_a_run_survives_two_preemptions_and_lands_in_the_bucket(
     final = eventually(
         lambda: (s := _mlops(kube, "smoke").get("status", {})).get("phase") == "Succeeded" and s, timeout=30
     )
+    # The recorder polls on its own: let it see the last phase too before it stops (a loaded machine
+    # can leave it a poll behind this thread).
+    eventually(lambda: recorder.phases[-1] == "Succeeded", timeout=10)
     recorder.stop()
 
     # 1. The status walked Pending → Running → (Retrying) → Succeeded and names the run.
@@ -200,3 +222,111 @@ def test_a_code_error_is_not_retried_and_fails_with_the_trainer_message(
     )
     assert str(missing) in status["message"], status["message"]
     assert status.get("preemptions", 0) == 0
+
+
+def _events(kube: Any, name: str) -> list[str]:
+    return [e["reason"] for e in kube.objects("events", NAMESPACE) if e.get("involvedObject", {}).get("name") == name]
+
+
+def _replace_budget(kube: Any, name: str, max_cost: float) -> None:
+    import kubernetes
+    from kube.fixtures import replace_mlops_spec
+
+    custom = kubernetes.client.CustomObjectsApi(kube.api())
+    spec = _mlops(kube, name)["spec"]
+    replace_mlops_spec(custom, NAMESPACE, name, {**spec, "budget": {"maxCost": max_cost}})
+
+
+def _pod_seconds(workflow: dict[str, Any]) -> float:
+    from argomlops.operator.workflow_summary import parse_time
+
+    total = 0.0
+    for node in workflow["status"]["nodes"].values():
+        if node["type"] == "Pod":
+            started, finished = parse_time(node["startedAt"]), parse_time(node["finishedAt"])
+            assert started is not None and finished is not None
+            total += (finished - started).total_seconds()
+    return total
+
+
+def _reported_operations(workflow: dict[str, Any]) -> float:
+    """USD of the bucket requests the pods reported, at the chart's default prices."""
+    cost = 0.0
+    for node in workflow["status"]["nodes"].values():
+        for output in (node.get("outputs") or {}).get("parameters") or []:
+            gcs = json.loads(output["value"]).get("gcs") or {}
+            cost += gcs.get("classA", 0) * 0.005 / 1000 + gcs.get("classB", 0) * 0.0004 / 1000
+    return cost
+
+
+def test_a_budget_stops_the_run_at_a_checkpoint_and_a_raised_one_resumes_it_at_that_step(
+    steep_cluster: Any, gcs_bucket: str, tmp_path: Path, gcs_emulator: str, argomlops_cache: Path
+) -> None:
+    import threading
+
+    kube = steep_cluster
+    steps = 150
+    manifest = _manifest("capped", gcs_bucket, stages=["vqvae"], budget={"maxCost": 100000})
+    manifest["spec"]["training"]["vqvae"] = {"epochs": 3, "batchSize": 8, "stepsPerEpoch": steps, "imagesEvery": 0}
+    first = _apply_and_wait_for_workflow(kube, manifest)["metadata"]["name"]
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator, "ARGOMLOPS_CACHE": str(argomlops_cache)}
+    standin = ArgoStandIn(kube.api(), NAMESPACE, tmp_path / "first", env, Preemptions(count=0))
+    (tmp_path / "first").mkdir()
+    ended: list[str] = []
+    runner = threading.Thread(target=lambda: ended.append(standin.run(first)), daemon=True)
+    runner.start()
+
+    # Once the trainer is well into its first epoch, the budget is set so that 85 % of it is spent:
+    # the warning comes at once, the stop about a second of pod time later.
+    def into_training() -> dict[str, Any] | None:
+        status = _mlops(kube, "capped").get("status", {})
+        done = int((status.get("epoch") or "0/1").split("/")[0])
+        return status if done >= 40 else None
+
+    status = eventually(into_training, timeout=120)
+    _replace_budget(kube, "capped", round(status["costUSD"] / 0.85, 3))
+    runner.join(timeout=120)
+    assert ended == ["Failed"], (ended, standin.attempts[-1].log[-2000:] if standin.attempts else "")
+
+    # Stopped at a checkpoint, by SIGTERM, with exit 143, and not retried: one attempt, no preemption.
+    (attempt,) = standin.attempts
+    assert attempt.stopped and attempt.exit_code == 143 and not attempt.preempted, attempt.log[-2000:]
+    stopped_at = _steps(attempt.log, r"SIGTERM: checkpointing at .*step (\d+)")[0]
+    assert 40 <= stopped_at < 3 * steps
+    checkpoint = f"vqvae/checkpoints/step-{stopped_at:08d}"
+    status = eventually(lambda: (s := _mlops(kube, "capped")["status"]).get("phase") == "OverBudget" and s, timeout=30)
+    assert status["checkpoint"] == checkpoint and checkpoint in status["message"]
+    assert (status["attempts"], status["preemptions"]) == (1, 0)
+    assert status["costUSD"] >= status["budget"]
+    run_id = status["runId"]
+    latest = json.loads(_blobs(gcs_bucket, f"runs/{run_id}/")["latest.json"])
+    assert latest["stages"]["vqvae"] == {"checkpoint": checkpoint, "done": False}
+    assert {"BudgetWarning", "OverBudget"} <= set(_events(kube, "capped"))
+
+    # Raised: the same run resumes in a new Workflow, at the step it stopped, and finishes.
+    _replace_budget(kube, "capped", 100000)
+    second = eventually(
+        lambda: (s := _mlops(kube, "capped")["status"]).get("resumes") == 1 and s["workflow"], timeout=30
+    )
+    (tmp_path / "second").mkdir()
+    again = ArgoStandIn(kube.api(), NAMESPACE, tmp_path / "second", env, Preemptions(count=0))
+    assert again.run(second) == "Succeeded", again.attempts[-1].log[-2000:]
+    (resumed,) = again.attempts
+    assert _steps(resumed.log, r"resumed from \S+: epoch \d+, step (\d+)") == [stopped_at], resumed.log[-2000:]
+    final = eventually(lambda: (s := _mlops(kube, "capped")["status"]).get("phase") == "Succeeded" and s, timeout=30)
+    assert final["runId"] == run_id and (final["attempts"], final["preemptions"]) == (2, 0)
+    files = _blobs(gcs_bucket, f"runs/{run_id}/")
+    lines = [json.loads(line) for line in files["vqvae/metrics.jsonl"].decode().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3] and lines[-1]["step"] == 3 * steps
+
+    # What it cost, across both Workflows: each pod's seconds on its node at 1 USD, and its bucket requests.
+    workflows = {w["metadata"]["name"]: w for w in kube.objects("workflows", NAMESPACE)}
+    seconds = _pod_seconds(workflows[first]) + _pod_seconds(workflows[second])
+    cost = final["cost"]
+    assert cost["node"] == pytest.approx(seconds) and cost["gpu"] == 0.0
+    assert cost["operations"] == pytest.approx(
+        _reported_operations(workflows[first]) + _reported_operations(workflows[second])
+    )
+    # The folder's size came with the trainer's report; kept for seconds, it costs far below a cent.
+    assert 0.0 < final["storedGiB"] < 0.01 and 0.0 <= cost["storage"] < 1e-6
+    assert cost["total"] == pytest.approx(cost["node"] + cost["operations"] + cost["storage"])

@@ -106,10 +106,17 @@ rbac.clusterWide, a ClusterRole's) rules.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create]
-# Application: start a run, and follow the runs' Workflows to mirror them into the status.
+# Application: start a run (and resume it after a budget stop), follow the runs' Workflows to mirror
+# and charge them, and stop one at its budget the way `argo stop` does (a patch of spec.shutdown).
 - apiGroups: [argoproj.io]
   resources: [workflows]
-  verbs: [create, list, watch]
+  verbs: [create, get, list, watch, patch]
+# Application: the namespace's spend per month, one ConfigMap of a fixed name (created with the create
+# rule above, the first time a run is charged; read and patched only by name).
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [argomlops-spend]
+  verbs: [get, patch]
 {{- end }}
 
 {{/*
@@ -148,4 +155,16 @@ argomlops.tensorboardLabels: the selector labels of TensorBoard's pods.
 {{- define "argomlops.tensorboardLabels" -}}
 {{ include "argomlops.selectorLabels" . }}
 app.kubernetes.io/component: tensorboard
+{{- end }}
+
+{{/*
+argomlops.monthlyCaps: budget.namespaceMonthlyCaps as the operator's ARGOMLOPS_MONTHLY_CAPS, "ns=usd,ns=usd"
+(sorted by namespace, so the pod template only changes when a cap does).
+*/}}
+{{- define "argomlops.monthlyCaps" -}}
+{{- $caps := list }}
+{{- range $namespace, $cap := .Values.budget.namespaceMonthlyCaps }}
+{{- $caps = append $caps (printf "%s=%v" $namespace $cap) }}
+{{- end }}
+{{- join "," $caps }}
 {{- end }}
