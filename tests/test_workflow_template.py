@@ -19,6 +19,7 @@ import yaml
 from argo_expr import render
 from argo_schema import problems
 
+from argomlops import pod
 from argomlops.config import MLOpsSpec
 from argomlops.workflows import names
 from argomlops.workflows.generate import TEMPLATE_YAML, main, template_dict, template_yaml
@@ -217,7 +218,7 @@ def test_every_pod_hands_the_trainer_report_to_argo(template: dict[str, Any], le
     env = {e["name"]: e["value"] for e in container["env"]}
     (output,) = _templates(template)[leaf]["outputs"]["parameters"]
     assert output["name"] == names.REPORT_PARAMETER
-    assert output["valueFrom"] == {"path": env[names.REPORT_ENV], "default": "{}"}
+    assert output["valueFrom"] == {"path": env[pod.REPORT_ENV], "default": "{}"}
 
 
 def test_workload_identity_and_non_root(template: dict[str, Any]) -> None:

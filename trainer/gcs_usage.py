@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from argomlops.workflows.names import REPORT_ENV
+from argomlops.pod import REPORT_ENV
 
 OperationClass = Literal["A", "B", "free"]
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from argomlops.pod import NEWEST_IMAGES_ENV
 from argomlops.trainer.storage import ArtifactStore, LocalStore
 
 
@@ -133,7 +134,6 @@ class ProgressFile:
         os.replace(temp, self.path)
 
 
-NEWEST_IMAGES_ENV = "ARGOMLOPS_NEWEST_IMAGES"
 """A local file path; when set, every new grid is also written there (the Argo template declares it as
 the stage node's output artifact, so the Argo UI shows the newest pictures)."""
 

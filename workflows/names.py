@@ -25,8 +25,6 @@ CPU_QUEUE_KEY = "cpu"
 """The key of that ConfigMap CPU-only runs (placement.gpus 0) queue on: they never take a GPU's slot."""
 
 REPORT_PARAMETER = "report"
-REPORT_PATH = "/tmp/argomlops-report.json"
-REPORT_ENV = "ARGOMLOPS_REPORT_FILE"
 """The output parameter of every training pod, the file it is read from and the variable that tells the
 trainer where to write it: the trainer's report of its newest checkpoint and bucket usage
 (trainer/gcs_usage.py), which Argo copies into the Workflow status."""
@@ -39,8 +37,6 @@ CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_KEY}"
 SOURCE_PATH = "/src"
 """Where an optional git source is checked out."""
 
-NEWEST_IMAGES_PATH = "/tmp/argomlops/newest.png"
-"""Where the trainer copies each new grid ($ARGOMLOPS_NEWEST_IMAGES); the stage node's output artifact."""
 NEWEST_IMAGES_KEY = "newest.png"
 """That artifact's name in the run's stage folder: `<run>/<stage>/newest.png`."""
 LOGS_FOLDER = "logs"

@@ -38,6 +38,7 @@ from __future__ import annotations
 from hera.workflows import DAG, Container, Parameter, Resources, WorkflowTemplate
 from hera.workflows import models as m
 
+from argomlops import pod
 from argomlops.config import STAGE_ORDER, MLOpsSpec
 from argomlops.workflows import names
 from argomlops.workflows.placement import GPU_RESOURCE, SPOT_LABEL
@@ -187,7 +188,7 @@ def newest_images(stage: str) -> m.Artifact:
     """The stage node's output artifact: the newest grid, as a plain PNG the Argo UI previews."""
     return m.Artifact(
         name="newest-images",
-        path=names.NEWEST_IMAGES_PATH,
+        path=pod.NEWEST_IMAGES_PATH,
         # A pod stopped before its first grid has none: that is not a failure of the step.
         optional=True,
         # Not tarred: the UI shows only files it can recognise by the key's extension.
@@ -244,7 +245,7 @@ def report_output() -> Parameter:
     """
     return Parameter(
         name=names.REPORT_PARAMETER,
-        value_from=m.ValueFrom(path=names.REPORT_PATH, default="{}"),
+        value_from=m.ValueFrom(path=pod.REPORT_PATH, default="{}"),
         description="The trainer's report: newest checkpoint and bucket requests by billing class (JSON).",
     )
 
@@ -252,7 +253,7 @@ def report_output() -> Parameter:
 def _env(extra: dict[str, str] | None = None) -> list[m.EnvVar]:
     # PYTHONUNBUFFERED: log lines reach the Argo UI as they are written, not when a buffer fills.
     # ARGOMLOPS_REPORT_FILE: where the trainer writes the report the pod's output parameter reads.
-    values = {"PYTHONUNBUFFERED": "1", names.REPORT_ENV: names.REPORT_PATH, **(extra or {})}
+    values = {"PYTHONUNBUFFERED": "1", pod.REPORT_ENV: pod.REPORT_PATH, **(extra or {})}
     return [m.EnvVar(name=key, value=value) for key, value in values.items()]
 
 
@@ -274,7 +275,7 @@ def train_container() -> Container:
             "--artifacts",
             _wf(names.P_ARTIFACTS),
         ],
-        env=_env({"ARGOMLOPS_NEWEST_IMAGES": names.NEWEST_IMAGES_PATH}),
+        env=_env({pod.NEWEST_IMAGES_ENV: pod.NEWEST_IMAGES_PATH}),
         outputs=[newest_images(stage)],
     )
 
