@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, evaluate, animate, validate, runs, report, operator, spend.
+"""The `argomlops` command: train, sweep, generate, evaluate, animate, validate, runs, report, operator, spend.
 
 Sub-commands import their part lazily so that `validate`, `runs`, `report` and `operator` never load TensorFlow.
 """
@@ -42,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this stage (repeatable; default: the config's stages)",
     )
     train.add_argument("--artifacts", help="override the config's artifacts location (local path or gs://)")
+
+    sweep = sub.add_parser(
+        "sweep", help="run (or continue) an MLOpsSweep here: trials as local train processes, the best within a budget"
+    )
+    sweep.add_argument("sweep_file", metavar="SWEEP", help="MLOpsSweep manifest or sweep spec YAML")
+    sweep.add_argument("--parallel", type=int, metavar="N", help="trials at once (default: the spec's parallelism)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep field (trials=4, budget.maxCost=2) or a template path (artifacts=sweep-runs)",
+    )
 
     generate = sub.add_parser("generate", help="write generated images from a finished run")
     generate.add_argument("--run", required=True, help="run URI: <artifacts>/<run-id> (local or gs://)")
@@ -143,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = load_config(_config_path(args), args.overrides)
             return train_command(config, args)
+        if args.command == "sweep":
+            from argomlops.sweeps.local import sweep_command
+
+            return sweep_command(args)
         if args.command == "runs":
             from argomlops.trainer.runs_table import runs_command
 
