@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+READ_RETRY_SECONDS = 10.0
+"""How long one read retries a bucket that fails (429, 5xx, no answer): the next pass of the sweep tries again."""
 _client: Any = None
 _client_lock = threading.Lock()
 
@@ -64,17 +66,19 @@ def read_run_file(run_uri: str, rel: str) -> str | None:
             raise UnreadableRunFile(f"cannot read {path}: {exc.strerror}") from exc
     from google.api_core import exceptions
     from google.auth.exceptions import GoogleAuthError
+    from google.cloud.storage.retry import DEFAULT_RETRY
 
     bucket, _, prefix = run_uri[len("gs://") :].partition("/")
     name = f"{prefix.rstrip('/')}/{rel}" if prefix else rel
     try:
-        text: str = _storage_client().bucket(bucket).blob(name).download_as_text(timeout=30)
+        blob = _storage_client().bucket(bucket).blob(name)
+        text: str = blob.download_as_text(timeout=10, retry=DEFAULT_RETRY.with_timeout(READ_RETRY_SECONDS))
     except exceptions.NotFound:
         return None
     except (exceptions.GoogleAPIError, GoogleAuthError) as exc:
         raise UnreadableRunFile(
             f"cannot read gs://{bucket}/{name}: {type(exc).__name__}: {exc}".splitlines()[0]
         ) from exc
-    except OSError as exc:  # a connection that failed before any answer
+    except OSError as exc:  # a connection that failed before any answer (requests' errors are OSErrors)
         raise UnreadableRunFile(f"cannot read gs://{bucket}/{name}: {exc}".splitlines()[0]) from exc
     return text

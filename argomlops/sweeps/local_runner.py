@@ -1,6 +1,6 @@
 """The laptop runner of `argomlops sweep`: trials as `argomlops train` processes, the study in a journal file.
 
-Once a second the runner
+Twice a second the runner
 
 1. reads each running trial's `<run>/<stage>/metrics.jsonl`, reports the epochs it has not reported to
    the pruner (`study.report`) and stops a pruned trial with SIGTERM: the trainer checkpoints the step
@@ -46,7 +46,7 @@ from argomlops.sweeps import study as search
 from argomlops.sweeps.objective import ObjectiveMissing, epoch_values, final_value, metrics_file
 from argomlops.sweeps.table import TrialRow, format_table, summary_line
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 ORPHAN_WAIT_SECONDS = 120.0
 
 
@@ -60,6 +60,14 @@ class TrialProcess:
     log: IO[bytes]
     started: float
     pruned_at: int | None = None
+    stopping: bool = False
+
+    def stop(self) -> None:
+        """SIGTERM, once: a second one could reach the trainer while Python shuts down and kill it there."""
+        if not self.stopping and self.process.poll() is None:
+            self.stopping = True
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
 
 
 def _die_with_parent() -> None:
@@ -161,9 +169,7 @@ class LocalSweep:
             self._say(f"budget spent ({self._cost():.4f} of {self.spec.budget.max_cost:g}): stopping the trials")
         self.budget_stop = self.signalled is None
         for trial in self.running.values():
-            if trial.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    trial.process.send_signal(signal.SIGTERM)
+            trial.stop()
 
     # -- one trial --------------------------------------------------------------------------------------
 
@@ -221,8 +227,7 @@ class LocalSweep:
                 self._say(
                     f"trial {trial.number} pruned at epoch {pruned} ({self.spec.objective.key} {values[pruned]:.5g})"
                 )
-                with contextlib.suppress(ProcessLookupError):
-                    trial.process.send_signal(signal.SIGTERM)
+                trial.stop()
         if code is not None:
             self._end(trial, code)
 
@@ -256,7 +261,8 @@ class LocalSweep:
             else:
                 self.study.tell(number, value)
                 self._say(f"trial {number} complete: {self.spec.objective.metric} {value:.5g}")
-        elif code == EXIT_PREEMPTED:
+        elif code == EXIT_PREEMPTED or (trial.stopping and code == -signal.SIGTERM):
+            # Stopped by the runner (budget, Ctrl-C): its checkpoint is in latest.json, the next run resumes it.
             self._say(f"trial {number} stopped at a checkpoint; it resumes when the sweep goes on")
             return
         else:
