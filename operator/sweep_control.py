@@ -6,7 +6,7 @@ trial twice (trial names are `<sweep>-t<number>`: AlreadyExists). In order:
 
 1. Learn. A trial's MLOps phase says where it is: Succeeded → its objective is read from its run folder
    (`objective.final_value`); Failed or Invalid → failed; Pruned → pruned; OverBudget while the sweep's
-   budget holds it (`capped-by-sweep`) → still running, paused; OverBudget by its own budget → done early,
+   budget holds it (`held-by-sweep`) → still running, paused; OverBudget by its own budget → done early,
    like a pruned trial. A running trial's metrics.jsonl is read when its progress moved since the last
    read (trial_metrics.py says why the operator reads the bucket, and what it may read).
 2. Prune. The new epochs of each running trial are reported to the pruner in order (`study.report`); a
@@ -76,16 +76,16 @@ class Trial:
         return self.status.get("phase")
 
     @property
-    def capped(self) -> bool:
-        """Whether the sweep's budget holds it."""
-        return sweep_objects.is_capped(self.obj)
+    def hold(self) -> dict[str, Any] | None:
+        """The sweep's budget's hold on it (held now, or released and not yet resumed), or None."""
+        return sweep_objects.hold_of(self.obj)
 
     @property
     def state(self) -> search.State:
         """Where the search stands with it: a verdict written on it, else what its phase says."""
         if self.record.state in search.FINISHED:
             return self.record.state
-        if self.phase == "OverBudget" and not self.capped:
+        if self.phase == "OverBudget" and self.hold is None:
             return "pruned"  # its own budget stopped it: done early, with the epochs it reported
         return "running"
 
@@ -166,15 +166,20 @@ def prune(memo: kopf.Memo, spec: SweepSpec, study: Any, trial: Trial, sweep: dic
 
 
 def hold_budget(memo: kopf.Memo, trials: list[Trial], over: bool, sweep: dict[str, Any]) -> None:
-    """Step 3: over budget, cap every trial in progress at its cost; within it, give capped trials their caps back."""
+    """Step 3: over budget, hold every trial in progress at its cost; within it, release the held ones."""
     for trial in trials:
-        if over and trial.state == "running" and not trial.capped and trial.phase in IN_PROGRESS:
-            cost = sweep_objects.trial_cost(trial.obj)
-            sweep_objects.patch_trial(memo, trial.obj, sweep_objects.cap_patch(trial.obj, max(cost, NO_COST_YET)))
-            kopf.info(objects.body_of(trial.obj), reason="SweepBudget", message="the sweep's budget is spent: stopping")
-        elif not over and trial.capped:
-            sweep_objects.patch_trial(memo, trial.obj, sweep_objects.uncap_patch(trial.obj))
-            kopf.info(objects.body_of(trial.obj), reason="SweepBudget", message="the sweep's budget allows: resuming")
+        hold, body = trial.hold, objects.body_of(trial.obj)
+        held = hold is not None and hold.get("held")
+        resuming = hold is not None and not held and trial.phase == "OverBudget"
+        if over and trial.state == "running" and not held and (trial.phase in IN_PROGRESS or resuming):
+            cost = max(sweep_objects.trial_cost(trial.obj), NO_COST_YET)
+            sweep_objects.patch_trial(memo, trial.obj, sweep_objects.hold_patch(trial.obj, cost))
+            kopf.info(body, reason="SweepBudget", message="the sweep's budget is spent: stopping at a checkpoint")
+        elif not over and held:
+            sweep_objects.patch_trial(memo, trial.obj, sweep_objects.release_patch(trial.obj))
+            kopf.info(body, reason="SweepBudget", message="the sweep's budget allows it again: resuming")
+        elif hold is not None and not held and trial.phase != "OverBudget":
+            sweep_objects.patch_trial(memo, trial.obj, sweep_objects.forget_patch())  # resumed (or ended)
 
 
 def start_trials(

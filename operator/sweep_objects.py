@@ -9,8 +9,10 @@ needs to be rebuilt from the trials alone:
 - `argomlops.dev/trial-progress`: what the search learned of it (JSON, `TrialRecord.progress_json`):
   the values the pruner saw by epoch, Optuna's system attributes (grid cell, ASHA rungs), the final
   objective, and the sweep's verdict (pruned, complete, failed) with its reason;
-- `argomlops.dev/capped-by-sweep`: present while the sweep's budget holds the trial stopped; its value is
-  the trial's own `budget.maxCost` from before (JSON), given back when the sweep's budget allows again.
+- `argomlops.dev/held-by-sweep`: set once the sweep's budget held the trial (JSON): `own`, the trial's own
+  `budget.maxCost` from before, and `held`, true while the sweep holds it stopped. Raising the sweep's budget
+  gives the trial its own cap back and sets `held` false; the annotation goes once the trial has resumed,
+  so that between the two the trial never looks like one its own budget stopped.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ LABEL_SWEEP = "argomlops.dev/sweep"
 LABEL_TRIAL = "argomlops.dev/trial"
 PARAMETERS_ANNOTATION = "argomlops.dev/trial-parameters"
 PROGRESS_ANNOTATION = "argomlops.dev/trial-progress"
-CAPPED_ANNOTATION = "argomlops.dev/capped-by-sweep"
+HOLD_ANNOTATION = "argomlops.dev/held-by-sweep"
 
 
 def trial_name(sweep: str, number: int) -> str:
@@ -162,20 +164,31 @@ def record_patch(record: TrialRecord) -> dict[str, Any]:
     return {"metadata": {"annotations": {PROGRESS_ANNOTATION: record.progress_json()}}}
 
 
-def cap_patch(trial: dict[str, Any], cap: float) -> dict[str, Any]:
+def hold_of(trial: dict[str, Any]) -> dict[str, Any] | None:
+    """The sweep's hold on a trial (`own`, `held`), or None when its budget never held it."""
+    text = ((trial.get("metadata") or {}).get("annotations") or {}).get(HOLD_ANNOTATION)
+    try:
+        hold = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return hold if isinstance(hold, dict) else None
+
+
+def hold_patch(trial: dict[str, Any], cap: float) -> dict[str, Any]:
     """The patch that holds a trial at `cap` (its cost now, so its own budget stops it), keeping its own cap."""
-    own = ((trial.get("spec") or {}).get("budget") or {}).get("maxCost")
-    annotations = {CAPPED_ANNOTATION: json.dumps(own)}
+    hold = hold_of(trial)
+    own = hold["own"] if hold is not None else ((trial.get("spec") or {}).get("budget") or {}).get("maxCost")
+    annotations = {HOLD_ANNOTATION: json.dumps({"own": own, "held": True})}
     return {"metadata": {"annotations": annotations}, "spec": {"budget": {"maxCost": cap}}}
 
 
-def uncap_patch(trial: dict[str, Any]) -> dict[str, Any]:
-    """The patch that gives a trial its own budget back (null removes maxCost: no cap of its own)."""
-    annotations = (trial.get("metadata") or {}).get("annotations") or {}
-    own = json.loads(annotations.get(CAPPED_ANNOTATION) or "null")
-    return {"metadata": {"annotations": {CAPPED_ANNOTATION: None}}, "spec": {"budget": {"maxCost": own}}}
+def release_patch(trial: dict[str, Any]) -> dict[str, Any]:
+    """The patch that gives a held trial its own cap back (null removes maxCost: no cap of its own)."""
+    own = (hold_of(trial) or {}).get("own")
+    annotations = {HOLD_ANNOTATION: json.dumps({"own": own, "held": False})}
+    return {"metadata": {"annotations": annotations}, "spec": {"budget": {"maxCost": own}}}
 
 
-def is_capped(trial: dict[str, Any]) -> bool:
-    """Whether the sweep's budget holds this trial stopped."""
-    return CAPPED_ANNOTATION in ((trial.get("metadata") or {}).get("annotations") or {})
+def forget_patch() -> dict[str, Any]:
+    """The patch that drops the hold of a trial that has resumed."""
+    return {"metadata": {"annotations": {HOLD_ANNOTATION: None}}}

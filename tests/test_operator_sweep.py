@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,11 @@ class Trainer:
             except kubernetes.client.ApiException as exc:
                 assert exc.status == 404, exc
                 return None  # the sweep has not made it yet
-            return status if status.get("workflow") and (status.get("resumes") or 0) == resumes else None
+            if not status.get("workflow") or (status.get("resumes") or 0) != resumes:
+                return None
+            # The status names the Workflow before it is created (so a restart makes the same one).
+            made = {w["metadata"]["name"] for w in cluster.kube.objects("workflows", NS)}
+            return status if status["workflow"] in made else None
 
         status = eventually(started, timeout=20)
         self.cluster, self.name = cluster, name
@@ -216,9 +221,11 @@ def test_a_sweep_within_parallelism_prunes_stops_at_its_budget_resumes_and_repor
 
         # 4. Raised: both resume from their checkpoints (new Workflows of the same runs); the last trial runs.
         sweeps.set_budget("lr", 100000)
-        for number in (3, 4):
-            resumed = Trainer(cluster, f"lr-t{number}", resumes=1)
-            run_to_success(resumed, number)
+        resumed = {number: Trainer(cluster, f"lr-t{number}", resumes=1) for number in (3, 4)}
+        time.sleep(4)  # two passes of the sweep while both resume: still two in progress, no sixth trial
+        assert len(sweeps.trials("lr")) == 5
+        for number, trainer in resumed.items():
+            run_to_success(trainer, number)
         last = Trainer(cluster, "lr-t5")
         run_to_success(last, 5)
         done = eventually(lambda: (s := sweeps.status("lr")).get("phase") == "Succeeded" and s, timeout=30)
