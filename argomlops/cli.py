@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from argomlops.config import ConfigError, load_config
+from argomlops.config import ConfigError, load_config, load_raw
 from argomlops.errors import EXIT_INVALID, ArgomlopsError
 
 
@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", metavar="RUN", help="run URI: <artifacts>/<run-id> (local or gs://)")
     report.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write (local or gs://)")
 
-    validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
+    validate = sub.add_parser(
+        "validate", help="check a run config, MLOps or MLOpsSweep manifest; prints ok or the errors"
+    )
     _add_config_args(validate)
 
     # Listed so `argomlops --help` shows it; main() hands `operator ...` to the operator's own parser first.
@@ -125,6 +127,12 @@ def _validate(args: argparse.Namespace) -> int:
     path = _config_path(args)
     if path is None:
         raise ConfigError(["validate: give a config file"])
+    if load_raw(path).get("kind") == "MLOpsSweep":
+        from argomlops.sweeps.local import load_sweep
+
+        name, spec = load_sweep(path, args.overrides)
+        print(f"ok: sweep {name}, {spec.total_trials} trials of {len(spec.parameters)} parameters")
+        return 0
     load_config(path, args.overrides)
     print("ok")
     return 0

@@ -389,6 +389,7 @@ def test_notes_tell_the_next_commands(chart: helm.Chart) -> None:
     notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)[f"{RELEASE}/templates/NOTES.txt"]
     assert "kubectl -n argomlops apply -f examples/fafa.yaml" in notes
     assert "kubectl -n argomlops get mlops -w" in notes
+    assert "kubectl -n argomlops apply -f examples/sweep.yaml" in notes and "get mlsw -w" in notes
     assert "kubectl -n argo port-forward svc/argo-server 2746:2746" in notes
     assert "rollout status deployment/argomlops-operator" in notes
 

@@ -169,3 +169,12 @@ def test_set_goes_to_the_sweep_for_its_fields_and_to_the_template_otherwise(tmp_
     ]
     bare.write_text(yaml.safe_dump(example()))
     assert load_sweep(str(bare), [])[0] == "my-sweep"
+
+
+def test_validate_checks_a_sweep_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+    from argomlops.cli import main
+
+    assert main(["validate", str(ROOT / "examples" / "sweep.yaml")]) == 0
+    assert capsys.readouterr().out == "ok: sweep demo, 12 trials of 3 parameters\n"
+    assert main(["validate", str(ROOT / "examples" / "sweep.yaml"), "--set", "sampler=grid"]) == 2
+    assert capsys.readouterr().err == "error: parameters[0]: the grid sampler takes choices only\n"
