@@ -94,15 +94,15 @@ class Trial:
         return dataclasses.replace(self.record, state=self.state)
 
 
-def _read_marker(memo: kopf.Memo, trial: Trial) -> bool:
-    """Whether the trial's progress moved since its metrics were last read (and remember it now)."""
-    reads: dict[str, Any] = memo.setdefault("sweep_reads", {})
-    key = trial.obj["metadata"].get("uid") or trial.name
-    marker = (trial.phase, trial.status.get("stage"), trial.status.get("epoch"))
-    if reads.get(key) == marker:
-        return False
-    reads[key] = marker
-    return True
+def _progress_marker(trial: Trial) -> tuple[Any, ...]:
+    """What changes when a trial's run moves on: its phase, stage and step count."""
+    return (trial.phase, trial.status.get("stage"), trial.status.get("epoch"))
+
+
+def _reads(memo: kopf.Memo) -> dict[str, tuple[Any, ...]]:
+    """The progress marker of each trial (by uid) when its metrics were last read, kept in the sweep's memo."""
+    reads: dict[str, tuple[Any, ...]] = memo.setdefault("sweep_reads", {})
+    return reads
 
 
 def learn(memo: kopf.Memo, spec: SweepSpec, trial: Trial, problems: list[str]) -> None:
@@ -118,13 +118,15 @@ def learn(memo: kopf.Memo, spec: SweepSpec, trial: Trial, problems: list[str]) -
     run = trial.status.get("artifacts")
     if not run:
         return  # no run started yet
-    if not final and (not spec.objective.per_epoch or not _read_marker(memo, trial)):
+    key, marker = trial.obj["metadata"].get("uid") or trial.name, _progress_marker(trial)
+    if not final and (not spec.objective.per_epoch or _reads(memo).get(key) == marker):
         return  # nothing new to prune on
     try:
         text = read_run_file(run, metrics_file(spec.objective))
     except UnreadableRunFile as exc:
         problems.append(f"{trial.name}: {exc}")
-        return
+        return  # read again on the next pass
+    _reads(memo)[key] = marker
     values = epoch_values(text, spec.objective.key) if spec.objective.per_epoch else {}
     if phase == "Pruned":  # stopped before its verdict was written (the operator restarted in between)
         trial.record = dataclasses.replace(record, state="pruned", values={**values, **record.values})

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from argomlops.config import MLOpsSpec
+from pydantic import ValidationError
+
+from argomlops.config import MLOpsSpec, error_lines
 from argomlops.config.loading import apply_values
 from argomlops.config.sweep import SweepSpec
 from argomlops.errors import EXIT_PREEMPTED
@@ -187,8 +189,12 @@ class LocalSweep:
             self._set(number, "run_id", run_id)
         self._wait_for_orphan(study_trial)
         config = self.folder / "trials" / f"t{number:04d}.yaml"
-        trial_spec = apply_values(self.spec.template_raw(), params)
-        config.write_text(MLOpsSpec.model_validate(trial_spec).run_config().to_yaml())
+        try:
+            trial_spec = MLOpsSpec.model_validate(apply_values(self.spec.template_raw(), params))
+        except ValidationError as exc:  # a value inside a range can break a rule its ends keep (imageSize 66)
+            self._fail(number, f"an invalid trial: {error_lines(exc)[0]}")
+            return
+        config.write_text(trial_spec.run_config().to_yaml())
         log = (self.folder / "logs" / f"t{number:04d}.log").open("ab")
         command = [sys.executable, "-m", "argomlops.cli", "train", str(config), "--run-id", run_id]
         process = subprocess.Popen(
@@ -261,8 +267,9 @@ class LocalSweep:
             else:
                 self.study.tell(number, value)
                 self._say(f"trial {number} complete: {self.spec.objective.metric} {value:.5g}")
-        elif code == EXIT_PREEMPTED or (trial.stopping and code == -signal.SIGTERM):
-            # Stopped by the runner (budget, Ctrl-C): its checkpoint is in latest.json, the next run resumes it.
+        elif code == EXIT_PREEMPTED or trial.stopping:
+            # Stopped by the runner (budget, Ctrl-C; killed by a second Ctrl-C, or by SIGTERM as Python shut down):
+            # latest.json names its newest complete checkpoint, and the next run of the command resumes it.
             self._say(f"trial {number} stopped at a checkpoint; it resumes when the sweep goes on")
             return
         else:
