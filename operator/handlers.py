@@ -32,9 +32,9 @@ from argomlops.operator import client, objects, resources
 from argomlops.operator.accounting import price_of
 from argomlops.operator.charging import CHARGED_BY_THE_CLOCK, charge_due, charge_run
 from argomlops.operator.mlops_status import RUN_FIGURES, HistoryEntry, MLOpsStatus, read_status, status_patch
+from argomlops.operator.run_ids import issue_run_id
 from argomlops.operator.settings import OperatorSettings, load_settings
 from argomlops.operator.workflow_summary import summarize_workflow
-from argomlops.runid import new_run_id
 from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name, workflow_name
 from argomlops.workflows.run import run_uri
 
@@ -93,7 +93,8 @@ def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generatio
     settings: OperatorSettings = memo.settings
     status = read_status(body.get("status"))
     history = list(status.history or [])
-    run_id = new_run_id(datetime.now(UTC), [status.run_id or ""] + [entry.run_id or "" for entry in history])
+    taken = [status.run_id or ""] + [entry.run_id or "" for entry in history]
+    run_id = issue_run_id(spec.artifacts, datetime.now(UTC), taken)  # unique under the artifacts root
     if status.run_id:
         previous = HistoryEntry(
             run_id=status.run_id,
@@ -279,3 +280,7 @@ def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, workflo
                 memo, meta["namespace"], meta["name"], status_patch(history=history), meta["resourceVersion"]
             )
             return
+
+
+# MLOpsSweep objects are served by the same operator: importing registers their handlers with kopf.
+from argomlops.operator import sweep_handlers  # noqa: E402, F401

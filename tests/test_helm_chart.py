@@ -32,6 +32,7 @@ NAMESPACE = "argomlops"
 # The chart ships copies of these generated files (Helm reads nothing outside the chart).
 GENERATED = {
     ROOT / "crds" / "mlops.yaml": CHART / "files" / "mlops-crd.yaml",
+    ROOT / "crds" / "mlopssweep.yaml": CHART / "files" / "mlopssweep-crd.yaml",
     ROOT / "workflows" / "argomlops-train.yaml": CHART / "files" / "argomlops-train.yaml",
 }
 CHART_LABELS = {
@@ -134,11 +135,13 @@ def test_rendered_workflow_template_is_the_generated_one(defaults: list[dict[str
     assert rendered["metadata"]["name"] == names.TEMPLATE_NAME
 
 
-def test_rendered_crd_is_the_generated_one(defaults: list[dict[str, Any]]) -> None:
-    rendered = only(defaults, "CustomResourceDefinition")
-    source = yaml.safe_load((ROOT / "crds" / "mlops.yaml").read_text())
+@pytest.mark.parametrize(
+    ("file", "name"), [("mlops.yaml", "mlops.argomlops.dev"), ("mlopssweep.yaml", "mlopssweeps.argomlops.dev")]
+)
+def test_rendered_crd_is_the_generated_one(defaults: list[dict[str, Any]], file: str, name: str) -> None:
+    rendered = only(defaults, "CustomResourceDefinition", name)
+    source = yaml.safe_load((ROOT / "crds" / file).read_text())
     assert strip_chart_additions(rendered, source) == source
-    assert rendered["metadata"]["name"] == "mlops.argomlops.dev"
     assert rendered["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert "namespace" not in rendered["metadata"]
 
@@ -341,6 +344,11 @@ def test_namespaced_rbac_is_least_privilege(defaults: list[dict[str, Any]]) -> N
         ("", "configmaps", "get"),
         ("", "configmaps", "patch"),
         *(("argoproj.io", "workflows", verb) for verb in ("create", "get", "list", "watch", "patch")),
+        # MLOpsSweep: its objects and status, and its trials, which are MLOps objects it creates.
+        *(("argomlops.dev", "mlopssweeps", verb) for verb in ("get", "list", "watch", "patch")),
+        ("argomlops.dev", "mlopssweeps/status", "patch"),
+        ("argomlops.dev", "mlopssweeps/finalizers", "update"),
+        ("argomlops.dev", "mlops", "create"),
     }
     # Reading and patching ConfigMaps only by name: the namespace's spend, never the run ConfigMaps.
     (by_name,) = [r for r in only(defaults, "Role", "argomlops-operator")["rules"] if "resourceNames" in r]
@@ -369,8 +377,8 @@ def test_cluster_wide_rbac_replaces_roles(chart: helm.Chart, defaults: list[dict
 def test_gates_and_names(chart: helm.Chart) -> None:
     objects = render(chart, {"crds": {"install": False, "keep": False}, "workflowTemplate": {"install": False}})
     assert not find(objects, "CustomResourceDefinition") and not find(objects, "WorkflowTemplate")
-    unkept = only(render(chart, {"crds": {"keep": False}}), "CustomResourceDefinition")
-    assert "helm.sh/resource-policy" not in unkept["metadata"].get("annotations", {})
+    for unkept in find(render(chart, {"crds": {"keep": False}}), "CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in unkept["metadata"].get("annotations", {})
     long_release = "a-very-long-release-name-that-fills-the-fifty-three-c"
     for obj in render(chart, {}, release=long_release):
         assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
@@ -381,6 +389,7 @@ def test_notes_tell_the_next_commands(chart: helm.Chart) -> None:
     notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)[f"{RELEASE}/templates/NOTES.txt"]
     assert "kubectl -n argomlops apply -f examples/fafa.yaml" in notes
     assert "kubectl -n argomlops get mlops -w" in notes
+    assert "kubectl -n argomlops apply -f examples/sweep.yaml" in notes and "get mlsw -w" in notes
     assert "kubectl -n argo port-forward svc/argo-server 2746:2746" in notes
     assert "rollout status deployment/argomlops-operator" in notes
 

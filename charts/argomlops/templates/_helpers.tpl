@@ -117,6 +117,23 @@ rbac.clusterWide, a ClusterRole's) rules.
   resources: [configmaps]
   resourceNames: [argomlops-spend]
   verbs: [get, patch]
+# Application: watch MLOpsSweep objects and read them fresh; kopf keeps its progress annotations on them.
+- apiGroups: [argomlops.dev]
+  resources: [mlopssweeps]
+  verbs: [get, list, watch, patch]
+# Application: a sweep's phase, trials, best trial and cost.
+- apiGroups: [argomlops.dev]
+  resources: [mlopssweeps/status]
+  verbs: [patch]
+# Application: trials carry an ownerReference to their sweep with blockOwnerDeletion (kopf.adopt).
+- apiGroups: [argomlops.dev]
+  resources: [mlopssweeps/finalizers]
+  verbs: [update]
+# Application: a sweep's trials are MLOps objects it creates (listed, annotated and budget-capped with
+# the mlops rule above).
+- apiGroups: [argomlops.dev]
+  resources: [mlops]
+  verbs: [create]
 {{- end }}
 
 {{/*
