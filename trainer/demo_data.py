@@ -104,7 +104,7 @@ def ensure_demo(root: Path | None = None, log: Callable[[str], None] | None = No
     building = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
     try:
         count = _build(building)
-        os.chmod(building, 0o755)
+        os.chmod(building, 0o755)  # nosec B103 # public demo images; mkdtemp made it 0700, mkdir would 0755
         try:
             os.rename(building, root)
         except OSError:
