@@ -18,6 +18,7 @@ import re
 import subprocess
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ def test_image_user_labels_and_locked_versions(which: str) -> None:
     assert who.stdout.split() == [str(UID), str(UID), "/opt/argomlops"]  # non-root, in the venv
     labels = _labels(image)
     revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert labels["org.opencontainers.image.version"] == version
     assert labels["org.opencontainers.image.revision"] == os.environ.get("IMAGE_REVISION", revision)
     assert labels["org.opencontainers.image.source"].startswith("https://")
     installed = json.loads(in_image(image, INSTALLED).stdout)
