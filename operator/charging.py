@@ -136,7 +136,11 @@ def _figures(summary: WorkflowSummary | None, usage: list[WorkflowUsage], readin
     }
     if summary is not None:
         fields.update(
-            stage=summary.stage, epoch=summary.epoch, progress=summary.progress, finished_at=summary.finished_at
+            stage=summary.stage,
+            epoch=summary.epoch,
+            percent=summary.percent,
+            progress=summary.progress,
+            finished_at=summary.finished_at,
         )
     return fields
 

@@ -49,7 +49,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from argomlops.config import STAGE_ORDER, Placement
 from argomlops.operator.mlops_status import Meters, Phase
@@ -65,10 +65,14 @@ _ATTEMPT = re.compile(r"\(\d+\)$")
 class WorkflowSummary(BaseModel):
     """What one Workflow says of its run (its figures, what it used) and the one line that explains its phase."""
 
+    # A field given that the model does not have is a bug here, never data to drop.
+    model_config = ConfigDict(extra="forbid")
+
     phase: Phase = Field("Pending", description="The run's phase (module docstring).")
     message: str | None = Field(None, description="Argo's message, or the failed pod's.")
     stage: str | None = Field(None, description="Stage now running (or last run).")
     epoch: str | None = Field(None, description="Progress of the current stage, N/M steps.")
+    percent: str | None = Field(None, description="The same as a percentage of the stage's steps, e.g. 42%.")
     progress: str | None = Field(None, description="Argo's progress of the whole Workflow, N/M.")
     started_at: str | None = Field(None, description="When the Workflow started.")
     finished_at: str | None = Field(None, description="When the Workflow finished.")

@@ -130,7 +130,8 @@ def test_images_of_one_photo_are_far_from_the_real_mix(demo_judge: tuple[Any, An
     reference, held_out, tags = _halves(selection, judge.tags)
     one = tags[:, judge.tags.index("hubble_deep_field")] > 0
     result = measure(judge, held_out[one], tags[one], reference, seed=0)
-    assert result["frechet"]["ratio"] > 4
+    # It fails the goal "FD no more than twice the floor" (11 images a side here: the floor itself is noisy).
+    assert result["frechet"]["ratio"] > 2
     assert result["precision_recall"]["recall"] < 0.3 < 0.8 < result["precision_recall"]["precision"]
 
 

@@ -125,7 +125,10 @@ class Argo:
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status.get("conditions") or [] if c["type"] == kind)
+    """The condition of this type; an AssertionError (which `eventually` waits out) while there is none yet."""
+    found = [c for c in status.get("conditions") or [] if c["type"] == kind]
+    assert found, f"no {kind} condition yet in {status.get('conditions')}"
+    return found[0]
 
 
 def reasons(cluster: Cluster, name: str, kind: str = "Warning") -> list[str]:

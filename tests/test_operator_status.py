@@ -146,14 +146,12 @@ def test_progress_is_the_newest_pods_share_of_its_steps() -> None:
     first = pod_node("n1", "vqvae(0)", "Failed", started="2026-11-27T10:00:00Z", progress="30/120")
     second = pod_node("n2", "vqvae(1)", "Running", started="2026-11-27T11:00:00Z", progress="47/120")
     nodes = [retry_node("r", "vqvae", "Running", ["n1", "n2"]), first, second]
-    summary = summarize_workflow(wf(workflow_status("Running", nodes)), price_per_gpu_hour=0.1, now=NOW)
+    summary = summarize_workflow(wf(workflow_status("Running", nodes)), now=NOW)
     assert (summary.stage, summary.epoch, summary.percent) == ("vqvae", "47/120", "39%")
     done = pod_node("n3", "pixelcnn(0)", "Succeeded", started="2026-11-27T11:30:00Z", progress="120/120")
-    summary = summarize_workflow(wf(workflow_status("Succeeded", [done])), price_per_gpu_hour=0.1, now=NOW)
+    summary = summarize_workflow(wf(workflow_status("Succeeded", [done])), now=NOW)
     assert summary.percent == "100%"
     for progress in (None, "", "x/y", "3/0"):
         node = pod_node("n4", "vqvae(0)", "Running", started="2026-11-27T11:00:00Z", progress=progress)
-        assert (
-            summarize_workflow(wf(workflow_status("Running", [node])), price_per_gpu_hour=0.1, now=NOW).percent is None
-        )
+        assert summarize_workflow(wf(workflow_status("Running", [node])), now=NOW).percent is None
     assert status_patch(percent="39%") == {"percent": "39%"}

@@ -56,6 +56,9 @@ class CountingStore(ArtifactStore):
     def write_bytes(self, rel: str, data: bytes) -> None:
         raise AssertionError(f"wrote {self.uri}/{rel}")
 
+    def append_bytes(self, rel: str, data: bytes) -> None:
+        raise AssertionError(f"appended to {self.uri}/{rel}")
+
     def upload_file(self, local: Path, rel: str) -> None:
         raise AssertionError(f"uploaded {self.uri}/{rel}")
 

@@ -91,6 +91,7 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.training.seed)
     stages = _stages(config, getattr(args, "stages", None))
+    run.last_stage = stages[-1] if stages else None
     log(f"run {run.run_id}: stages {', '.join(stages)}; artifacts {run.uri}")
     try:
         for stage in stages:

@@ -20,13 +20,14 @@ from typing import Any
 from argomlops.config import DataConfig
 from argomlops.errors import InputError
 from argomlops.trainer import demo_data, figures_data
+from argomlops.trainer.builtin_sets import METADATA_NAME
 from argomlops.trainer.storage import GS_SCHEME, cache_root, open_store, split_gs_uri, sync_to_cache
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # What tf.io.decode_image reads (checked on TF 2.21, WebP included); anything else is skipped.
 _DECODABLE_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
 # The metadata file each built-in set is written with.
-_BUILTIN_METADATA = {"builtin:demo": demo_data.METADATA_NAME, "builtin:figures": figures_data.METADATA_NAME}
+# Every built-in set is built with the same metadata file (builtin_sets.METADATA_NAME).
 _SHOWN_NAMES = 5
 _CHECK_THREADS = 8
 
@@ -170,7 +171,7 @@ def _read_metadata(
     """Tags of each listed image (relative path -> tags), or None without metadata; missing files are logged."""
     metadata = config.metadata
     if metadata is None and config.builtin:
-        metadata = _BUILTIN_METADATA[config.source]
+        metadata = METADATA_NAME
     if metadata is None:
         return None
     where, text = _metadata_text(metadata, root)

@@ -9,19 +9,16 @@ kind and whether the crop was mirrored (so `includeTags: [chelsea]` or `excludeT
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from argomlops.trainer.builtin_sets import METADATA_NAME, build_once
 from argomlops.trainer.storage import cache_root
 
 # Bump when the crops change, so that caches built by older versions are not reused.
 DEMO_VERSION = "v1"
-METADATA_NAME = "metadata.jsonl"
 CROPS_PER_PHOTO = 40
 STORED_SIZE = 128
 SEED = 20261127
@@ -97,22 +94,7 @@ def _build(target: Path) -> int:
 def ensure_demo(root: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
     """The folder of the demo set, built first if absent; safe when several processes build at once."""
     root = Path(root) if root is not None else demo_dir()
-    if (root / METADATA_NAME).is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed into place, so a half-built set is never seen as complete.
-    building = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
-    try:
-        count = _build(building)
-        os.chmod(building, 0o755)  # nosec B103 # public demo images; mkdtemp made it 0700, mkdir would 0755
-        try:
-            os.rename(building, root)
-        except OSError:
-            if not (root / METADATA_NAME).is_file():
-                raise
-            # Another process finished first; its copy is identical.
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    if log is not None:
+    count = build_once(root, _build)
+    if count is not None and log is not None:
         log(f"data: built the demo set ({count} crops of {len(PHOTOS)} scikit-image photos) in {root}")
     return root

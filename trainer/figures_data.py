@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from argomlops.trainer.builtin_sets import METADATA_NAME, build_once
 from argomlops.trainer.figures_pose import POSES
 from argomlops.trainer.storage import cache_root
 
 # Bump when the drawing changes, so that caches built by older versions are not reused.
 FIGURES_VERSION = "v1"
-METADATA_NAME = "metadata.jsonl"
 PER_POSE = 600
 SEED = 20261201
 # Drawing is mostly Python, so processes share the work; each draws at least this many images.
@@ -122,25 +120,10 @@ def ensure_figures(
     `root`, `per_pose` and `seed` are for tests; the cache folder always holds the default set.
     """
     root = Path(root) if root is not None else figures_dir(size)
-    if (root / METADATA_NAME).is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    if log is not None:
+    if log is not None and not (root / METADATA_NAME).is_file():
         log(f"data: drawing the figures set at {size} px into {root} (once per size)")
-    # Built beside the target and renamed into place, so a half-built set is never seen as complete.
-    building = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
-    try:
-        count = _build(building, size, per_pose, seed)
-        os.chmod(building, 0o755)  # nosec B103 # drawn public figures; mkdtemp made it 0700, mkdir would 0755
-        try:
-            os.rename(building, root)
-        except OSError:
-            if not (root / METADATA_NAME).is_file():
-                raise
-            # Another process finished first; its copy is identical.
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    if log is not None:
+    count = build_once(root, lambda folder: _build(folder, size, per_pose, seed))
+    if count is not None and log is not None:
         log(f"data: drew {count} figures ({per_pose} per pose)")
     return root
 

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from argomlops.trainer.gcs_client import gcs_client, gcs_retry, is_transient, retry_seconds, unavailable_as_exit
-from argomlops.trainer.gcs_usage import STORED
+from argomlops.trainer.gcs_usage import REQUESTS, STORED
 from argomlops.trainer.storage import (
     _TMP_MARK,
     GS_SCHEME,
@@ -157,6 +157,9 @@ class GCSStore(ArtifactStore):
         with _appended_lock:
             for blob in blobs:
                 _appended.pop((self.bucket_name, blob.name), None)
+
+    def sent_bytes(self) -> int | None:
+        return REQUESTS.figures()["sentBytes"]
 
     def stored_bytes(self, refresh: bool = False) -> int | None:
         if refresh:

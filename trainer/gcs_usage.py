@@ -142,7 +142,7 @@ REQUESTS = RequestCounts()
 STORED = StoredObjects()
 
 
-def write_report(stored_bytes: int | None, **fields: Any) -> Path | None:
+def write_pod_report(stored_bytes: int | None, **fields: Any) -> Path | None:
     """Write the report (module docstring) to `$ARGOMLOPS_REPORT_FILE`, atomically; None when it is unset.
 
     `fields` are the run's own figures (stage, checkpoint, step); the bucket figures are added here.

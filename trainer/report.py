@@ -269,9 +269,15 @@ def build_report(stores: list[ArtifactStore], page_dir: str | None = None) -> st
     )
 
 
-def write_report(store: ArtifactStore) -> None:
-    """Write `<run>/report.html` of the run in `store` (atomically: a reader sees the old page or the new)."""
-    store.write_text(REPORT_FILE, build_report([store], page_dir=store.uri))
+def write_report(store: ArtifactStore) -> int:
+    """Write `<run>/report.html` of the run in `store` (atomically: a reader sees the old page or the new).
+
+    Returns:
+        the page's size in bytes.
+    """
+    page = build_report([store], page_dir=store.uri).encode("utf-8")
+    store.write_bytes(REPORT_FILE, page)
+    return len(page)
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ provenance.json also records how the last attempt ended (`last_exit`: exit code,
 failure; null while it runs) and where stages were stopped and resumed (`events`).
 
 `Run.write_pod_report` writes the pod's report for the operator after every checkpoint and at exit: the newest
-checkpoint and what the process asked of the bucket (`gcs_usage.write_report`; nothing outside a
+checkpoint and what the process asked of the bucket (`gcs_usage.write_pod_report`; nothing outside a
 Workflow pod, where `$ARGOMLOPS_REPORT_FILE` is unset).
 
 `latest.json` says, per stage, which checkpoint is the newest complete state and whether the stage has
@@ -45,7 +45,7 @@ import argomlops
 from argomlops.config import RunConfig, error_lines
 from argomlops.errors import InputError
 from argomlops.runid import new_run_id
-from argomlops.trainer.gcs_usage import write_report
+from argomlops.trainer.gcs_usage import write_pod_report
 from argomlops.trainer.logs import log
 from argomlops.trainer.report_schedule import ReportSchedule
 from argomlops.trainer.storage import ArtifactStore, open_store
@@ -73,6 +73,8 @@ class Run:
     page: ReportSchedule = field(default_factory=ReportSchedule)
     opened: float = field(default_factory=time.monotonic)
     reported: dict[str, Any] = field(default_factory=dict)
+    # The stage this process trains last: its end is the run's end, which writes the page anyway.
+    last_stage: str | None = None
 
     @property
     def uri(self) -> str:
@@ -94,7 +96,7 @@ class Run:
     def write_pod_report(self, **values: Any) -> None:
         """Update the pod's report (stage, checkpoint, step) and write it with the bucket figures."""
         self.reported.update(values)
-        write_report(self.store.stored_bytes(), run_id=self.run_id, **self.reported)
+        write_pod_report(self.store.stored_bytes(), run_id=self.run_id, **self.reported)
 
     def record_stage(self, stage: str, **values: Any) -> None:
         """Merge `values` into provenance.json's entry for `stage` and write it."""

@@ -364,7 +364,10 @@ class _Loop:
         # The last epoch always checkpoints, so the newest checkpoint is this final state.
         self.run.write_latest(self.stage, checkpoint=self.checkpoint(), done=True)
         self.run.record_stage(self.stage, **self.state().figures(), model=rel, finished=utc_now())
-        self.run.page.write(self.run.store)
+        if self.stage != self.run.last_stage:
+            # The last stage's page is the run's: written once at the run's end, with its evaluation and
+            # exit (writing it here too would upload the whole page twice in a row).
+            self.run.page.write(self.run.store)
         log(f"{self.stage}: done after {self.epoch} epochs, {self.step} steps; wrote {self.run.uri}/{rel}")
         return StageResult(self.stage, self.epoch, self.step, self.last, self.best)
 

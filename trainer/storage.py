@@ -100,6 +100,10 @@ class ArtifactStore(ABC):
         """Add UTF-8 text to the end of `rel`."""
         self.append_bytes(rel, text.encode("utf-8"))
 
+    def sent_bytes(self) -> int | None:
+        """Bytes this process has uploaded to billed storage so far; None where nothing is billed (local)."""
+        return None
+
     def stored_bytes(self, refresh: bool = False) -> int | None:
         """Bytes under this store's root as this process knows them (listed first with `refresh`).
 

@@ -231,7 +231,7 @@ class ArgoStandIn:
 
     def _save_outputs(self, leaf: dict[str, Any], variables: dict[str, str], node_id: str, log: str) -> None:
         """Upload the output artifacts that exist and the log, as Argo's executor does at the end of a pod."""
-        from argomlops.trainer.storage import GCSStore
+        from argomlops.trainer.gcs_store import GCSStore
 
         local = self._outputs(leaf, node_id)
         for artifact in (leaf.get("outputs") or {}).get("artifacts") or []:
