@@ -238,6 +238,8 @@ def charge_run(
             spec=spec,
             generation=status.run_generation or 1,
             resumes=fields["resumes"],
+            # The image the run started with: its checkpoints are that code's (a new default may differ).
+            image=resources.image_of(workflow) or settings.trainer_image,
         )
         objects.create(memo, made, owner, logger)
 

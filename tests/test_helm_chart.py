@@ -128,8 +128,11 @@ def strip_chart_additions(rendered: dict[str, Any], source: dict[str, Any]) -> d
 
 
 def test_rendered_workflow_template_is_the_generated_one(defaults: list[dict[str, Any]]) -> None:
-    rendered = only(defaults, "WorkflowTemplate")
+    rendered = copy.deepcopy(only(defaults, "WorkflowTemplate"))
     source = yaml.safe_load((ROOT / "workflows" / "argomlops-train.yaml").read_text())
+    # The one value the chart adds: the image parameter's default is trainer.image (tests/test_chart_images.py).
+    (image,) = [p for p in rendered["spec"]["arguments"]["parameters"] if p["name"] == names.P_IMAGE]
+    assert image.pop("value") == "ghcr.io/argomlops/argomlops-trainer:0.1.0"
     assert strip_chart_additions(rendered, source) == source
     assert rendered["metadata"]["namespace"] == NAMESPACE
     assert rendered["metadata"]["name"] == names.TEMPLATE_NAME
@@ -157,7 +160,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "budget": {"namespaceMonthlyCap": 250, "namespaceMonthlyCaps": {"team-b": 40.5}},
         "gpuQueue": {"nvidia-tesla-t4": 2, "nvidia-l4": 1},
         "cpuQueue": 3,
-        "trainer": {"serviceAccount": {"gcpServiceAccount": "trainer@my-project.iam.gserviceaccount.com"}},
+        "trainer": {
+            "serviceAccount": {"gcpServiceAccount": "trainer@my-project.iam.gserviceaccount.com"},
+            "image": {"repository": "europe-docker.pkg.dev/p/r/argomlops-trainer", "tag": "0.2.0"},
+        },
     },
     "cluster-wide": {
         "rbac": {"clusterWide": True},
@@ -168,6 +174,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "nodeSelector": {"cloud.google.com/gke-nodepool": "default-pool"},
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
             "podAnnotations": {"example.com/scrape": "true"},
+            "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["172.16.0.2/32"]}, "dns": {"cidrs": []}},
         },
     },
 }
@@ -425,6 +432,8 @@ def test_operator_reads_the_settings_the_chart_sets(
     assert loaded.charge_interval == merged["operator"]["chargeInterval"]
     assert loaded.history_limit == merged["operator"]["historyLimit"]
     assert loaded.watch_timeout == merged["operator"]["watchTimeout"]
+    trainer_image = merged["trainer"]["image"]
+    assert loaded.trainer_image == f"{trainer_image['repository']}:{trainer_image['tag'] or '0.1.0'}"
     if merged["rbac"]["clusterWide"]:
         assert loaded.clusterwide
     else:
@@ -476,8 +485,12 @@ def test_gke_doc_helm_install_values_render(chart: helm.Chart) -> None:
     objects = render(chart, values)
     trainer = only(objects, "ServiceAccount", names.SERVICE_ACCOUNT)
     assert trainer["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == DOC_VARIABLES["GSA"]
-    image = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-operator:{DOC_VARIABLES['VERSION']}"
+    container = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"{DOC_VARIABLES['REGISTRY']}/argomlops-operator:{DOC_VARIABLES['VERSION']}"
+    # The image of every MLOps object the doc applies (none names one): the trainer the doc pushed.
+    trainer_image = {e["name"]: e["value"] for e in container["env"]}["ARGOMLOPS_TRAINER_IMAGE"]
+    assert trainer_image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-trainer:{DOC_VARIABLES['VERSION']}"
+    assert f"-t {trainer_image} ." in text.replace('"', "").replace("\\\n  ", "")
 
 
 def helm_merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
@@ -494,16 +507,16 @@ def test_gke_doc_manifests_are_valid_mlops_specs() -> None:
     text = doc_text()
     smoke = yaml.safe_load(text.split("cat > smoke.yaml <<EOF\n", 1)[1].split("\nEOF\n", 1)[0])
     spec = MLOpsSpec.model_validate(smoke["spec"])
-    assert spec.image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-trainer:{DOC_VARIABLES['VERSION']}"
+    assert spec.image is None  # the chart's trainer.image, which the doc's helm install sets
     assert spec.placement.gpus == 0
 
     fafa = (ROOT / "examples" / "fafa.yaml").read_text()
     edits = re.findall(r'-e "s\|([^|]+)\|([^|]+)\|(g?)"', text.split("examples/fafa.yaml > fafa.yaml")[0][-400:])
-    assert len(edits) == 2, edits
+    assert len(edits) == 1, edits
     for pattern, replacement, flags in edits:
         fafa = re.sub(pattern, replacement, fafa, count=0 if flags else 1)
     spec = MLOpsSpec.model_validate(yaml.safe_load(fafa)["spec"])
-    assert spec.image.startswith(DOC_VARIABLES["REGISTRY"])
+    assert spec.image is None
     assert spec.artifacts.startswith(f"gs://{DOC_VARIABLES['BUCKET']}/") and spec.data.source.startswith(
         f"gs://{DOC_VARIABLES['BUCKET']}/"
     )

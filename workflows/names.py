@@ -62,6 +62,7 @@ P_QUEUE = "queue"
 P_MAX_PREEMPTIONS = "max-preemptions"
 P_GIT_REPO = "git-repo"
 P_GIT_REVISION = "git-revision"
+P_GIT_SECRET = "git-secret"
 P_COMMAND = "command"
 P_RUN_STAGE: dict[str, str] = {stage: f"run-{stage}" for stage in STAGE_ORDER}
 """One "true"/"false" parameter per stage (`run-vqvae`, `run-pixelcnn`): whether the run takes it."""
