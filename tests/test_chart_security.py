@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
 import helm_python as helm
 import kubernetes_validate
 import pytest
-import yaml
+from chart_render import render
 from pod_security import read_only_violations, restricted_violations
 
 from argomlops import pod as pod_paths
@@ -27,30 +25,10 @@ from argomlops.config import MLOpsSpec
 from argomlops.workflows.generate import template_dict
 from argomlops.workflows.run import build_run_workflow
 
-CHART = "charts/argomlops"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMESPACE = "argomlops"
 EVERYTHING_ON = {
     "tensorboard": {"enabled": True, "logdir": "gs://antfield/FAFA/artifacts"},
     "operator": {"networkPolicy": {"enabled": True}},
 }
-
-
-@pytest.fixture(scope="module")
-def chart() -> Iterator[helm.Chart]:
-    with helm.Chart.load(os.path.join(ROOT, CHART)) as loaded:
-        yield loaded
-
-
-def render(chart: helm.Chart, values: dict[str, Any]) -> list[dict[str, Any]]:
-    manifests = chart.render(values, name="argomlops", namespace=NAMESPACE)
-    return [
-        doc
-        for path, text in sorted(manifests.items())
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
 
 
 def chart_pods(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
