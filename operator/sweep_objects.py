@@ -26,7 +26,7 @@ import kubernetes
 from argomlops.config.loading import apply_values
 from argomlops.config.sweep import SweepSpec
 from argomlops.operator import client
-from argomlops.operator.objects import Conflict, body_of, custom, temporary
+from argomlops.operator.objects import body_of, custom, patch_status, temporary
 from argomlops.sweeps.study import TrialRecord
 
 LABEL_SWEEP = "argomlops.dev/sweep"
@@ -96,16 +96,9 @@ def patch_sweep_status(
     memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
 ) -> None:
     """Merge-patch the sweep's status; with `resource_version`, only if nobody wrote the sweep since (Conflict)."""
-    body: dict[str, Any] = {"status": status}
-    if resource_version:
-        body["metadata"] = {"resourceVersion": resource_version}
     try:
-        custom(memo).patch_namespaced_custom_object_status(
-            client.GROUP, client.VERSION, namespace, client.SWEEP_PLURAL, name, body
-        )
+        patch_status(memo, namespace, name, status, resource_version, plural=client.SWEEP_PLURAL)
     except kubernetes.client.ApiException as exc:
-        if exc.status == 409:
-            raise Conflict(f"MLOpsSweep {namespace}/{name} changed since it was read") from exc
         raise temporary(exc, f"writing the status of MLOpsSweep {namespace}/{name}") from exc
 
 
