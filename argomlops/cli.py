@@ -1,4 +1,4 @@
-"""The `argomlops` command: train, generate, evaluate, animate, validate, runs, report, operator, spend.
+"""The `argomlops` command: train, sweep, generate, evaluate, animate, validate, runs, report, operator, spend.
 
 Sub-commands import their part lazily so that `validate`, `runs`, `report` and `operator` never load TensorFlow.
 """
@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from argomlops.config import ConfigError, load_config
+from argomlops.config import ConfigError, load_config, load_raw
 from argomlops.errors import EXIT_INVALID, ArgomlopsError
 
 
@@ -42,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this stage (repeatable; default: the config's stages)",
     )
     train.add_argument("--artifacts", help="override the config's artifacts location (local path or gs://)")
+
+    sweep = sub.add_parser(
+        "sweep", help="run (or continue) an MLOpsSweep here: trials as local train processes, the best within a budget"
+    )
+    sweep.add_argument("sweep_file", metavar="SWEEP", help="MLOpsSweep manifest or sweep spec YAML")
+    sweep.add_argument("--parallel", type=int, metavar="N", help="trials at once (default: the spec's parallelism)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep field (trials=4, budget.maxCost=2) or a template path (artifacts=sweep-runs)",
+    )
 
     generate = sub.add_parser("generate", help="write generated images from a finished run")
     generate.add_argument("--run", required=True, help="run URI: <artifacts>/<run-id> (local or gs://)")
@@ -89,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", metavar="RUN", help="run URI: <artifacts>/<run-id> (local or gs://)")
     report.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write (local or gs://)")
 
-    validate = sub.add_parser("validate", help="check a run config or MLOps manifest; prints ok or the errors")
+    validate = sub.add_parser(
+        "validate", help="check a run config, MLOps or MLOpsSweep manifest; prints ok or the errors"
+    )
     _add_config_args(validate)
 
     # Listed so `argomlops --help` shows it; main() hands `operator ...` to the operator's own parser first.
@@ -111,6 +127,12 @@ def _validate(args: argparse.Namespace) -> int:
     path = _config_path(args)
     if path is None:
         raise ConfigError(["validate: give a config file"])
+    if load_raw(path).get("kind") == "MLOpsSweep":
+        from argomlops.sweeps.local import load_sweep
+
+        name, spec = load_sweep(path, args.overrides)
+        print(f"ok: sweep {name}, {spec.total_trials} trials of {len(spec.parameters)} parameters")
+        return 0
     load_config(path, args.overrides)
     print("ok")
     return 0
@@ -143,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = load_config(_config_path(args), args.overrides)
             return train_command(config, args)
+        if args.command == "sweep":
+            from argomlops.sweeps.local import sweep_command
+
+            return sweep_command(args)
         if args.command == "runs":
             from argomlops.trainer.runs_table import runs_command
 

@@ -60,7 +60,7 @@ from argomlops.operator.mlops_status import (
 from argomlops.operator.settings import OperatorSettings
 from argomlops.operator.spend import entry_key, month_entries, read_spend, record_spend
 from argomlops.operator.workflow_summary import WorkflowSummary, parse_time, summarize_workflow
-from argomlops.workflows.names import workflow_name
+from argomlops.workflows.names import STOPPED_BY_PRUNER, workflow_name
 
 CHARGED_BY_THE_CLOCK = frozenset({"Pending", "Queued", "Running", "Retrying", "OverBudget"})
 """Run phases in which time costs money (or may start to), or a cap may come to allow a resume: the
@@ -86,14 +86,15 @@ def _usage(status: MLOpsStatus, summary: WorkflowSummary | None) -> list[Workflo
 
 
 def _phase(status: MLOpsStatus, summary: WorkflowSummary | None) -> Phase:
-    """The run's phase: Argo's, except that a Workflow the operator stopped and Argo finished is OverBudget.
+    """The run's phase: Argo's, except that a Workflow the operator stopped and Argo finished is OverBudget,
+    or Pruned when the stop was a sweep's pruner's (`STOPPED_BY_PRUNER`).
 
     A Workflow somebody else stopped (`argo stop`) ends as Argo says: Failed, and is not resumed.
     """
     if summary is None:
         return status.run_phase or "Pending"
     if summary.finished and summary.stopped_by and summary.phase != "Succeeded":
-        return "OverBudget"
+        return "Pruned" if summary.stopped_by == STOPPED_BY_PRUNER else "OverBudget"
     return summary.phase
 
 
@@ -104,7 +105,9 @@ class Verdict:
         self.tight = tightest(caps)
         over = self.tight is not None and self.tight.fraction >= 1.0
         self.phase = _phase(status, summary)
-        self.stopping = summary is not None and bool(summary.stopped_by) and not summary.finished
+        # A prune is the sweep's stop, not a budget's: no OverBudget condition, and never a resume.
+        self.pruning = summary is not None and summary.stopped_by == STOPPED_BY_PRUNER
+        self.stopping = summary is not None and bool(summary.stopped_by) and not summary.finished and not self.pruning
         self.stop = over and summary is not None and summary.active and not summary.stopped
         self.resume = self.phase == "OverBudget" and not over
 
@@ -116,6 +119,10 @@ class Verdict:
     def message(self, checkpoint: str | None, fallback: str | None) -> str | None:
         """The one line the status shows."""
         spent = self.tight.describe() if self.tight is not None else "no cap left"
+        if self.phase == "Pruned":
+            return f"pruned by its sweep; checkpoint {checkpoint or 'none yet'}"
+        if self.pruning:
+            return "pruned by its sweep: the trainer checkpoints and exits"
         if self.resume:
             return f"resumed after a budget stop ({spent}) from {checkpoint or 'its start'}"
         if self.phase == "OverBudget":
@@ -231,6 +238,8 @@ def charge_run(
             spec=spec,
             generation=status.run_generation or 1,
             resumes=fields["resumes"],
+            # The image the run started with: its checkpoints are that code's (a new default may differ).
+            image=resources.image_of(workflow) or settings.trainer_image,
         )
         objects.create(memo, made, owner, logger)
 

@@ -32,9 +32,9 @@ from argomlops.operator import client, objects, resources
 from argomlops.operator.accounting import price_of
 from argomlops.operator.charging import CHARGED_BY_THE_CLOCK, charge_due, charge_run
 from argomlops.operator.mlops_status import RUN_FIGURES, HistoryEntry, MLOpsStatus, read_status, status_patch
+from argomlops.operator.run_ids import issue_run_id
 from argomlops.operator.settings import OperatorSettings, load_settings
 from argomlops.operator.workflow_summary import summarize_workflow
-from argomlops.runid import new_run_id
 from argomlops.workflows.names import LABEL_MLOPS, LABEL_RUN_ID, k8s_name, workflow_name
 from argomlops.workflows.run import run_uri
 
@@ -42,6 +42,10 @@ ANNOTATION_PREFIX = "argomlops.dev"
 MIRROR_ATTEMPTS = 5
 TICK_SECONDS = 5.0
 """How often the timer looks at a run in progress; it charges one only every `chargeInterval` seconds."""
+NO_IMAGE = (
+    "spec.image: not set, and this operator has no default trainer image (the chart's trainer.image, "
+    "ARGOMLOPS_TRAINER_IMAGE)"
+)
 
 
 @kopf.on.login()
@@ -72,7 +76,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
         f"argomlops operator: {scope}; prices USD: GPU-hour {prices.gpu_hour}, node-hour {prices.node_hour:.4f}, "
         f"GiB-month {prices.gib_month}, 1000 class A {prices.class_a_per_1000}, 1000 class B "
         f"{prices.class_b_per_1000}; monthly cap {ours.monthly_cap or 'none'}{'; ' + caps if caps else ''}; "
-        f"history {ours.history_limit}; watch timeout {ours.watch_timeout}s"
+        f"history {ours.history_limit}; watch timeout {ours.watch_timeout}s; "
+        f"trainer image {ours.trainer_image or 'none (spec.image required)'}"
     )
 
 
@@ -93,7 +98,8 @@ def _start_run(memo: kopf.Memo, body: dict[str, Any], spec: MLOpsSpec, generatio
     settings: OperatorSettings = memo.settings
     status = read_status(body.get("status"))
     history = list(status.history or [])
-    run_id = new_run_id(datetime.now(UTC), [status.run_id or ""] + [entry.run_id or "" for entry in history])
+    taken = [status.run_id or ""] + [entry.run_id or "" for entry in history]
+    run_id = issue_run_id(spec.artifacts, datetime.now(UTC), taken)  # unique under the artifacts root
     if status.run_id:
         previous = HistoryEntry(
             run_id=status.run_id,
@@ -156,6 +162,9 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
         logger.warning(f"spec generation {generation} is invalid: {'; '.join(lines)}")
         _invalid(memo, body, generation, lines)
         return
+    if spec.image is None and memo.settings.trainer_image is None:
+        _invalid(memo, body, generation, [NO_IMAGE])
+        return
     if status.run_generation == generation and status.run_id:
         run_id = status.run_id  # recorded before a restart: finish that run's creation
     elif status.run_id and status.spec_digest == spec.run_digest():
@@ -165,7 +174,14 @@ def reconcile(name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Lo
         run_id = _start_run(memo, body, spec, generation)
     made = resources.build_config_map(name=name, namespace=namespace, run_id=run_id, spec=spec, generation=generation)
     objects.create(memo, made, body, logger)
-    workflow = resources.build_workflow(name=name, namespace=namespace, run_id=run_id, spec=spec, generation=generation)
+    workflow = resources.build_workflow(
+        name=name,
+        namespace=namespace,
+        run_id=run_id,
+        spec=spec,
+        generation=generation,
+        image=memo.settings.trainer_image,
+    )
     created = objects.create(memo, workflow, body, logger)
     objects.patch_status(memo, namespace, name, status_patch(observed_generation=generation))
     if created:
@@ -279,3 +295,7 @@ def _mirror_history(memo: kopf.Memo, owner: dict[str, Any], run_id: str, workflo
                 memo, meta["namespace"], meta["name"], status_patch(history=history), meta["resourceVersion"]
             )
             return
+
+
+# MLOpsSweep objects are served by the same operator: importing registers their handlers with kopf.
+from argomlops.operator import sweep_handlers  # noqa: E402, F401

@@ -23,12 +23,13 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-Phase = Literal["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Invalid", "OverBudget"]
+Phase = Literal["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Invalid", "OverBudget", "Pruned"]
 """Phases of an MLOps object; all but Invalid (of the spec) are phases of its current run.
 
-OverBudget: the run was stopped by a cap after a checkpoint; it resumes when every cap allows it again."""
+OverBudget: the run was stopped by a cap after a checkpoint; it resumes when every cap allows it again.
+Pruned: a sweep's trial stopped early by the sweep's pruner after a checkpoint; it is never resumed."""
 PHASES: tuple[str, ...] = get_args(Phase)
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+FINISHED_PHASES = frozenset({"Succeeded", "Failed", "Pruned"})
 WARNING_PHASES = frozenset({"Failed", "Invalid", "OverBudget"})
 
 
@@ -156,8 +157,8 @@ class MLOpsStatus(RunFigures, RunAccount):
 
     phase: Phase | None = Field(
         None,
-        description="Pending, Queued, Running, Retrying, Succeeded, Failed, OverBudget (of the run) or Invalid "
-        "(of the spec).",
+        description="Pending, Queued, Running, Retrying, Succeeded, Failed, OverBudget, Pruned (of the run) or "
+        "Invalid (of the spec).",
     )
     run_phase: Phase | None = Field(None, description="Phase of the current run, even when the spec is Invalid.")
     message: str | None = Field(None, description="Why, in one line.")

@@ -39,19 +39,23 @@ def temporary(exc: kubernetes.client.ApiException, what: str) -> kopf.TemporaryE
 
 
 def patch_status(
-    memo: kopf.Memo, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+    plural: str = client.PLURAL,
 ) -> None:
-    """Merge-patch the status; with `resource_version`, only if nobody wrote the object since it was read."""
+    """Merge-patch the status of an MLOps object (or another of our kinds, by `plural`); with
+    `resource_version`, only if nobody wrote the object since it was read (Conflict otherwise)."""
     body: dict[str, Any] = {"status": status}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
     try:
-        custom(memo).patch_namespaced_custom_object_status(
-            client.GROUP, client.VERSION, namespace, client.PLURAL, name, body
-        )
+        custom(memo).patch_namespaced_custom_object_status(client.GROUP, client.VERSION, namespace, plural, name, body)
     except kubernetes.client.ApiException as exc:
         if exc.status == 409:
-            raise Conflict(f"MLOps {namespace}/{name} changed since it was read") from exc
+            raise Conflict(f"{plural} {namespace}/{name} changed since it was read") from exc
         raise
 
 

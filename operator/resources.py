@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from argomlops.config import MLOpsSpec
-from argomlops.workflows.names import CONFIG_KEY, k8s_name, run_labels
+from argomlops.workflows.names import CONFIG_KEY, P_IMAGE, k8s_name, run_labels
 from argomlops.workflows.run import build_run_workflow
 
 GENERATION_ANNOTATION = "argomlops.dev/generation"
@@ -39,12 +39,20 @@ def build_config_map(*, name: str, namespace: str, run_id: str, spec: MLOpsSpec,
 
 
 def build_workflow(
-    *, name: str, namespace: str, run_id: str, spec: MLOpsSpec, generation: int, resumes: int = 0
+    *,
+    name: str,
+    namespace: str,
+    run_id: str,
+    spec: MLOpsSpec,
+    generation: int,
+    resumes: int = 0,
+    image: str | None = None,
 ) -> dict[str, Any]:
     """The run's Workflow (built by `argomlops.workflows`), marked with the generation it serves.
 
     `resumes` counts the budget stops the run was resumed from: each resume is a new Workflow of the same
     run id and ConfigMap, named with a suffix (`workflow_name`), that picks up from the run's checkpoint.
+    `image` is the trainer image of a spec without one (the operator's `trainer_image`).
     """
     workflow = build_run_workflow(
         name=name,
@@ -53,7 +61,14 @@ def build_workflow(
         config_map=k8s_name(name, run_id),
         spec=spec,
         resumes=resumes,
+        image=image,
     )
     # build_run_workflow always writes metadata.namespace and metadata.annotations.
     workflow["metadata"]["annotations"][GENERATION_ANNOTATION] = str(generation)
     return workflow
+
+
+def image_of(workflow: dict[str, Any] | None) -> str | None:
+    """The trainer image a run's Workflow passed to the template, or None (no Workflow, no such argument)."""
+    parameters = ((workflow or {}).get("spec", {}).get("arguments") or {}).get("parameters") or []
+    return next((str(p["value"]) for p in parameters if p.get("name") == P_IMAGE and p.get("value")), None)

@@ -8,6 +8,9 @@ Serving:
 - `ARGOMLOPS_WATCH_TIMEOUT` (`--watch-timeout S`), default `300`: server-side timeout of kopf's watches.
 - `ARGOMLOPS_CHARGE_INTERVAL` (`--charge-interval S`), default `30`: at least this often a run in
   progress is charged for the time since, even when its Workflow does not change.
+- `ARGOMLOPS_TRAINER_IMAGE` (`--trainer-image IMAGE`), default none: the trainer image of MLOps objects
+  without `spec.image` (the chart's `trainer.image`). Without it such an object is Invalid, with one
+  line saying so, rather than a Workflow whose pods wait forever for an image nobody published.
 
 Prices (USD; the chart's `prices` block, dated there, with where to check today's):
 
@@ -79,6 +82,7 @@ class OperatorSettings(BaseSettings):
     history_limit: int = Field(10, ge=0, description="Past runs kept in status.history.")
     watch_timeout: int = Field(300, ge=1, description="Server-side timeout of kopf's watch requests, s.")
     charge_interval: float = Field(30.0, ge=1.0, le=3600.0, description="Most seconds between charges of a run.")
+    trainer_image: str | None = Field(None, description="Trainer image of MLOps objects without spec.image.")
     price_per_gpu_hour: Price = Field(0.14, description="USD per GPU-hour.")
     price_per_vcpu_hour: Price = Field(0.0067, description="USD per vCPU-hour of the node.")
     price_per_gib_hour: Price = Field(0.0009, description="USD per GiB-hour of the node's memory.")
@@ -97,7 +101,7 @@ class OperatorSettings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         return parse_namespaces(value) if isinstance(value, str) else value
 
-    @field_validator("monthly_cap", mode="before")
+    @field_validator("monthly_cap", "trainer_image", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -165,6 +169,7 @@ FLAGS = {
     "history_limit": "--history-limit",
     "watch_timeout": "--watch-timeout",
     "charge_interval": "--charge-interval",
+    "trainer_image": "--trainer-image",
     "price_per_gpu_hour": "--price-per-gpu-hour",
     "price_per_vcpu_hour": "--price-per-vcpu-hour",
     "price_per_gib_hour": "--price-per-gib-hour",

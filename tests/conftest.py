@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import helm_python as helm
+import jsonschema
 import pytest
+from chart_render import CHART, argo_validator_or_none, render
 from gcs_emulator import GCSEmulator
 
 # --- Google Cloud Storage: a real gcp-storage-emulator on loopback -------------------------------
@@ -59,3 +63,27 @@ def argomlops_cache(demo_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 # --- Kubernetes: the test API server on loopback (tests/kube/) -----------------------------------
 
 from kube.fixtures import kube, operator_runner  # noqa: E402, F401
+
+# --- The Helm chart, rendered by Helm's own engine (chart_render.py) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm.Chart]:
+    """The chart, loaded once per test module."""
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def defaults(chart: helm.Chart) -> list[dict[str, Any]]:
+    """Every object the chart renders with its default values."""
+    return render(chart)
+
+
+@pytest.fixture(scope="module")
+def argo_validator() -> jsonschema.Draft202012Validator:
+    """Argo's WorkflowTemplate schema; the test is skipped where the schema is not at hand."""
+    validator = argo_validator_or_none()
+    if validator is None:
+        pytest.skip("Argo's JSON schema is not at hand (chart_render.ARGO_SCHEMA)")
+    return validator

@@ -132,3 +132,35 @@ def test_unknown_keys_are_named_as_written() -> None:
     assert lines[0] == "data.image_sizee: unknown field (got 3)"
     assert lines[1] == "no_such_field: unknown field (got 1)"
     assert lines[2].startswith("training.vqvae.batch_size: Input should be greater than or equal to 1")
+
+
+TOKEN = "ghp_notForAnyLogLine"
+
+
+@pytest.mark.parametrize(
+    "repo",
+    [f"https://oauth2:{TOKEN}@github.com/x/y.git", f"https://{TOKEN}@github.com/x/y.git", f"http://u:{TOKEN}@h/y"],
+)
+def test_credentials_in_a_git_url_are_one_line_that_never_repeats_them(tmp_path: Path, repo: str) -> None:
+    manifest = tmp_path / "mlops.yaml"
+    manifest.write_text(
+        f"apiVersion: argomlops.dev/v1alpha1\nkind: MLOps\nspec:\n  git: {{repo: '{repo}', command: [x]}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "argomlops.cli", "validate", str(manifest)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: git.repo: repo must not carry credentials") and "Secret" in line
+    assert TOKEN not in done.stderr + done.stdout
+
+
+def test_a_private_repository_names_its_secret() -> None:
+    git = {"repo": "https://github.com/x/private.git", "secret": "git-token", "command": ["python", "t.py"]}
+    assert MLOpsSpec.model_validate({"git": git}).git.secret == "git-token"  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="secret"):
+        MLOpsSpec.model_validate({"git": {**git, "secret": "Not A Name"}})
+    # A user name without a password is still credentials; an @ in the path is not.
+    with pytest.raises(ValidationError, match="credentials"):
+        MLOpsSpec.model_validate({"git": {**git, "repo": "https://me@github.com/x/y.git"}})
+    assert MLOpsSpec.model_validate({"git": {**git, "repo": "https://github.com/x/y@v2.git"}}).git is not None

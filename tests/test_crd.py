@@ -171,3 +171,23 @@ def test_every_status_the_operator_writes_passes_the_committed_schema() -> None:
     jsonschema.validate(status, _committed_status_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**status, "phase": "Sleeping"}, _committed_status_schema())
+
+
+def test_git_credentials_are_refused_at_admission_by_the_models_own_rule() -> None:
+    """A CEL rule on spec.git.repo, so a real API server never stores a token written into the URL."""
+    import re
+
+    from argomlops.config.cluster import CREDENTIALS_IN_URL
+
+    crd = yaml.safe_load(COMMITTED.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    repo = spec["properties"]["git"]["properties"]["repo"]
+    (rule,) = repo["x-kubernetes-validations"]
+    assert rule["rule"] == f"!self.matches('{CREDENTIALS_IN_URL}')" and "Secret" in rule["message"]
+    assert repo["maxLength"] <= 4096  # bounds the rule's cost, which the API server estimates from it
+    # The expression means the same to CEL's RE2 and to Python (no construct where they differ).
+    assert not re.search(r"\(\?|\\[bBdDsSwWAZz]|\{", CREDENTIALS_IN_URL)
+    for refused in ("https://u:t@github.com/x", "https://t@github.com/x", "HTTP://u:t@h"):
+        assert re.match(CREDENTIALS_IN_URL, refused), refused
+    for allowed in ("https://github.com/x/y.git", "https://github.com/x/y@v2", "https://h/p?q=a@b"):
+        assert not re.match(CREDENTIALS_IN_URL, allowed), allowed

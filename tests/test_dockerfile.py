@@ -1,6 +1,9 @@
-"""The Dockerfile cannot be built in CI (no Docker engine), so these tests check that what it copies,
-installs and runs exists in the project: a renamed extra, sub-command or folder fails here, not at
-`docker build` time on someone's laptop."""
+"""What the Dockerfile copies, installs and runs exists in the project, and how it builds its images.
+
+scripts/test-images builds and runs both targets where a container engine can (CI); these tests need
+none: a renamed extra, sub-command or folder fails here, not at `docker build` time on someone's laptop,
+and the shape of the build (digest-pinned base, locked versions, a venv copied alone into each target,
+OCI labels) is checked on every test run."""
 
 from __future__ import annotations
 
@@ -38,7 +41,11 @@ class Stage:
 
 
 def parse_dockerfile(text: str) -> dict[str, Stage]:
-    """Parse a Dockerfile into its stages, joining continued lines and dropping comments."""
+    """Parse a Dockerfile into its stages, joining continued lines and dropping comments.
+
+    ARGs before the first FROM (the global build arguments) are the stage named "" (its `args("ARG")`);
+    a stage's base is written as in the file (`${BASE_IMAGE}`), `resolve_base` fills in the default.
+    """
     lines: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -50,8 +57,8 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
             continue
         lines.append(pending + stripped)
         pending = ""
-    stages: dict[str, Stage] = {}
-    current: Stage | None = None
+    current: Stage | None = Stage(name="", base="")
+    stages: dict[str, Stage] = {"": current}
     for line in lines:
         keyword, _, rest = line.partition(" ")
         keyword = keyword.upper()
@@ -61,9 +68,37 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
             current = Stage(name=match.group(2), base=match.group(1))
             stages[current.name] = current
         else:
-            assert current is not None, f"{keyword} before the first FROM"
+            assert current is not None
+            assert current.name or keyword == "ARG", f"{keyword} before the first FROM"
             current.instructions.append((keyword, rest.strip()))
     return stages
+
+
+def arg_defaults(stage: Stage) -> dict[str, str]:
+    """The default of each `ARG NAME=default` of a stage (quotes removed)."""
+    defaults = {}
+    for argument in stage.args("ARG"):
+        name, sep, default = argument.partition("=")
+        if sep:
+            defaults[name.strip()] = default.strip().strip('"')
+    return defaults
+
+
+def resolve_base(stages: dict[str, Stage], stage: Stage) -> str:
+    """A stage's base image with the global build arguments' defaults filled in."""
+    defaults = arg_defaults(stages[""])
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults[m.group(1) or m.group(2)], stage.base)
+
+
+def venv_stage(stages: dict[str, Stage], target: str) -> Stage:
+    """The stage a target copies its virtual environment from (`COPY --from=<stage> /opt/argomlops ...`)."""
+    sources = [
+        re.match(r"--from=(\S+)", argument).group(1)  # type: ignore[union-attr]
+        for argument in stages[target].args("COPY")
+        if argument.startswith("--from=")
+    ]
+    assert len(sources) == 1, f"{target}: copies from {sources}, expected its venv stage only"
+    return stages[sources[0]]
 
 
 def exec_form(argument: str) -> list[str]:
@@ -98,6 +133,42 @@ def test_both_targets_exist(stages: dict[str, Stage]) -> None:
     assert {"operator", "trainer"} <= set(stages)
 
 
+def test_base_image_is_a_build_argument_pinned_by_digest(stages: dict[str, Stage]) -> None:
+    default = arg_defaults(stages[""])["BASE_IMAGE"]
+    assert re.fullmatch(r"docker\.io/library/python:3\.11-slim@sha256:[0-9a-f]{64}", default), default
+    for stage in stages.values():
+        if stage.name:
+            assert stage.base == "${BASE_IMAGE}", f"{stage.name}: FROM {stage.base}, not the BASE_IMAGE argument"
+
+
+@pytest.mark.parametrize("target", ["operator", "trainer"])
+def test_targets_hold_only_their_venv_from_the_build(stages: dict[str, Stage], target: str) -> None:
+    """Nothing of the build stages (pip's caches, the wheels, the constraints) reaches a final image."""
+    copies = stages[target].args("COPY")
+    assert copies == [f"--from={venv_stage(stages, target).name} /opt/argomlops /opt/argomlops"]
+    assert not any("pip" in command for command in stages[target].args("RUN")), f"{target} installs by itself"
+    assert "PATH=/opt/argomlops/bin:" in " ".join(stages[target].args("ENV"))
+
+
+def test_every_install_is_locked_and_binary(stages: dict[str, Stage]) -> None:
+    installs = [c for stage in stages.values() for c in stage.args("RUN") if re.search(r"pip\b.* install", c)]
+    assert len(installs) == 2
+    for command in installs:
+        assert "-c /constraints.txt" in command and "--only-binary=:all:" in command, command
+        assert "--python /opt/argomlops/bin/python" in command and "venv --without-pip /opt/argomlops" in command
+    assert "PIP_CONSTRAINT=/constraints.txt" in " ".join(stages["wheel"].args("ENV"))
+
+
+@pytest.mark.parametrize("target", ["operator", "trainer"])
+def test_oci_labels(stages: dict[str, Stage], target: str, pyproject: dict) -> None:
+    labels = " ".join(stages[target].args("LABEL"))
+    for key, value in (("source", "${SOURCE}"), ("version", "${VERSION}"), ("revision", "${REVISION}")):
+        assert f'org.opencontainers.image.{key}="{value}"' in labels, key
+    defaults = arg_defaults(stages[target])
+    assert defaults["VERSION"] == pyproject["project"]["version"]
+    assert defaults["SOURCE"].startswith("https://") and "REVISION" in defaults
+
+
 @pytest.mark.parametrize("target", ["operator", "trainer"])
 def test_targets_run_as_non_root(stages: dict[str, Stage], target: str) -> None:
     users = stages[target].args("USER")
@@ -110,26 +181,17 @@ def test_targets_run_as_non_root(stages: dict[str, Stage], target: str) -> None:
     assert f"--uid {user}" in useradd, f"{target}: uid {user} is never created"
 
 
-def test_base_images_pinned_by_tag(stages: dict[str, Stage]) -> None:
-    for stage in stages.values():
-        if stage.base in stages:
-            continue  # built on an earlier stage of this file
-        image, _, tag = stage.base.rpartition(":")
-        assert image and tag and "/" not in tag, f"{stage.name}: base {stage.base} has no tag"
-        assert tag != "latest", f"{stage.name}: base {stage.base} is not pinned"
-
-
 def test_extras_exist_in_pyproject(stages: dict[str, Stage], pyproject: dict) -> None:
     extras = set(pyproject["project"]["optional-dependencies"])
-    assert installed_extras(stages["operator"]) == {"operator"}
-    assert installed_extras(stages["trainer"]) == {"trainer"}
+    assert installed_extras(venv_stage(stages, "operator")) == {"operator"}
+    assert installed_extras(venv_stage(stages, "trainer")) == {"trainer"}
     for target in ("operator", "trainer"):
-        assert installed_extras(stages[target]) <= extras
+        assert installed_extras(venv_stage(stages, target)) <= extras
 
 
 def test_operator_target_has_no_tensorflow(stages: dict[str, Stage], pyproject: dict) -> None:
-    operator = stages["operator"]
-    commands = " ".join(operator.args("RUN"))
+    operator = venv_stage(stages, "operator")
+    commands = " ".join(operator.args("RUN") + operator.args("ARG"))
     assert "tensorflow" not in commands.lower()
     assert "trainer" not in installed_extras(operator)
     # The operator extra itself must not pull TensorFlow in either.
@@ -138,9 +200,10 @@ def test_operator_target_has_no_tensorflow(stages: dict[str, Stage], pyproject: 
 
 
 def test_trainer_gets_cuda_tensorflow_matching_the_extra(stages: dict[str, Stage], pyproject: dict) -> None:
-    commands = " ".join(stages["trainer"].args("RUN"))
-    pinned = re.search(r"tensorflow\[and-cuda\]==([0-9.*]+)", commands)
-    assert pinned, "the trainer image needs TensorFlow's and-cuda extra for the GPU"
+    build = venv_stage(stages, "trainer")
+    assert '"${TENSORFLOW}"' in " ".join(build.args("RUN"))
+    pinned = re.fullmatch(r"tensorflow\[and-cuda\]==([0-9.*]+)", arg_defaults(build)["TENSORFLOW"])
+    assert pinned, "the trainer image needs TensorFlow's and-cuda extra for the GPU by default"
     trainer_deps = pyproject["project"]["optional-dependencies"]["trainer"]
     assert f"tensorflow=={pinned.group(1)}" in trainer_deps, "the image's TensorFlow differs from the extra's"
 
@@ -187,7 +250,7 @@ def test_dockerignore_keeps_heavy_folders_out() -> None:
 
 def test_wheel_stage_copies_every_package_folder(stages: dict[str, Stage], pyproject: dict) -> None:
     """argomlops/trainer etc. are symlinks: the wheel stage needs the folders they point to as well."""
-    copied = {shlex.split(arg)[0] for arg in stages["wheel"].args("COPY")}
+    copied = {word for arg in stages["wheel"].args("COPY") for word in shlex.split(arg)[:-1]}
     folders = set()
     for package in pyproject["tool"]["setuptools"]["packages"]:
         real = (ROOT / package.replace(".", "/")).resolve().relative_to(ROOT)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,81 +17,21 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from chart_render import (
+    CHART,
+    CHART_LABELS,
+    GENERATED,
+    KUBE_VERSION,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    deployment_env,
+    find,
+    only,
+    render,
+)
 
 from argomlops.workflows import names
-
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "charts" / "argomlops"
-ARGO_SCHEMA = ROOT.parent / "shared" / "schemas" / "argo-workflows-v4.1.2" / "schema.json"
-KUBE_VERSION = "1.33"  # GKE's regular channel at the time of writing
-RELEASE = "argomlops"
-NAMESPACE = "argomlops"
-# The chart ships copies of these generated files (Helm reads nothing outside the chart).
-GENERATED = {
-    ROOT / "crds" / "mlops.yaml": CHART / "files" / "mlops-crd.yaml",
-    ROOT / "workflows" / "argomlops-train.yaml": CHART / "files" / "argomlops-train.yaml",
-}
-CHART_LABELS = {
-    "helm.sh/chart",
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/version",
-    "app.kubernetes.io/managed-by",
-    "app.kubernetes.io/part-of",
-}
-
-
-@pytest.fixture(scope="module")
-def chart() -> Iterator[helm.Chart]:
-    with helm.Chart.load(CHART) as loaded:
-        yield loaded
-
-
-def render(chart: helm.Chart, values: dict[str, Any] | None = None, release: str = RELEASE) -> list[dict[str, Any]]:
-    """Every object the chart renders with these values, NOTES.txt left out."""
-    manifests = chart.render(values or {}, name=release, namespace=NAMESPACE)
-    objects = []
-    for path, text in sorted(manifests.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
-
-
-def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-
-
-def only(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = find(objects, kind, name)
-    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
-    return found[0]
-
-
-def deployment_env(objects: list[dict[str, Any]]) -> dict[str, str]:
-    container = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container["env"]}
-
-
-@pytest.fixture(scope="module")
-def defaults(chart: helm.Chart) -> list[dict[str, Any]]:
-    return render(chart)
-
-
-@pytest.fixture(scope="module")
-def argo_validator() -> jsonschema.Draft202012Validator:
-    if not ARGO_SCHEMA.exists():
-        pytest.skip(f"Argo's JSON schema is not at {ARGO_SCHEMA}")
-    schema = json.loads(ARGO_SCHEMA.read_text())
-    # The published schema types IntOrString as string only, while Argo itself (and its examples)
-    # accept integers there too.
-    schema["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer"]}
-    root = {
-        "$ref": "#/definitions/io.argoproj.workflow.v1alpha1.WorkflowTemplate",
-        "definitions": schema["definitions"],
-    }
-    return jsonschema.Draft202012Validator(root)
-
 
 # 1. The generated files and their copies in the chart.
 
@@ -127,18 +64,23 @@ def strip_chart_additions(rendered: dict[str, Any], source: dict[str, Any]) -> d
 
 
 def test_rendered_workflow_template_is_the_generated_one(defaults: list[dict[str, Any]]) -> None:
-    rendered = only(defaults, "WorkflowTemplate")
+    rendered = copy.deepcopy(only(defaults, "WorkflowTemplate"))
     source = yaml.safe_load((ROOT / "workflows" / "argomlops-train.yaml").read_text())
+    # The one value the chart adds: the image parameter's default is trainer.image (tests/test_chart_images.py).
+    (image,) = [p for p in rendered["spec"]["arguments"]["parameters"] if p["name"] == names.P_IMAGE]
+    assert image.pop("value") == "ghcr.io/argomlops/argomlops-trainer:0.1.0"
     assert strip_chart_additions(rendered, source) == source
     assert rendered["metadata"]["namespace"] == NAMESPACE
     assert rendered["metadata"]["name"] == names.TEMPLATE_NAME
 
 
-def test_rendered_crd_is_the_generated_one(defaults: list[dict[str, Any]]) -> None:
-    rendered = only(defaults, "CustomResourceDefinition")
-    source = yaml.safe_load((ROOT / "crds" / "mlops.yaml").read_text())
+@pytest.mark.parametrize(
+    ("file", "name"), [("mlops.yaml", "mlops.argomlops.dev"), ("mlopssweep.yaml", "mlopssweeps.argomlops.dev")]
+)
+def test_rendered_crd_is_the_generated_one(defaults: list[dict[str, Any]], file: str, name: str) -> None:
+    rendered = only(defaults, "CustomResourceDefinition", name)
+    source = yaml.safe_load((ROOT / "crds" / file).read_text())
     assert strip_chart_additions(rendered, source) == source
-    assert rendered["metadata"]["name"] == "mlops.argomlops.dev"
     assert rendered["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert "namespace" not in rendered["metadata"]
 
@@ -154,7 +96,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "budget": {"namespaceMonthlyCap": 250, "namespaceMonthlyCaps": {"team-b": 40.5}},
         "gpuQueue": {"nvidia-tesla-t4": 2, "nvidia-l4": 1},
         "cpuQueue": 3,
-        "trainer": {"serviceAccount": {"gcpServiceAccount": "trainer@my-project.iam.gserviceaccount.com"}},
+        "trainer": {
+            "serviceAccount": {"gcpServiceAccount": "trainer@my-project.iam.gserviceaccount.com"},
+            "image": {"repository": "europe-docker.pkg.dev/p/r/argomlops-trainer", "tag": "0.2.0"},
+        },
     },
     "cluster-wide": {
         "rbac": {"clusterWide": True},
@@ -165,6 +110,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "nodeSelector": {"cloud.google.com/gke-nodepool": "default-pool"},
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
             "podAnnotations": {"example.com/scrape": "true"},
+            "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["172.16.0.2/32"]}, "dns": {"cidrs": []}},
         },
     },
 }
@@ -341,6 +287,11 @@ def test_namespaced_rbac_is_least_privilege(defaults: list[dict[str, Any]]) -> N
         ("", "configmaps", "get"),
         ("", "configmaps", "patch"),
         *(("argoproj.io", "workflows", verb) for verb in ("create", "get", "list", "watch", "patch")),
+        # MLOpsSweep: its objects and status, and its trials, which are MLOps objects it creates.
+        *(("argomlops.dev", "mlopssweeps", verb) for verb in ("get", "list", "watch", "patch")),
+        ("argomlops.dev", "mlopssweeps/status", "patch"),
+        ("argomlops.dev", "mlopssweeps/finalizers", "update"),
+        ("argomlops.dev", "mlops", "create"),
     }
     # Reading and patching ConfigMaps only by name: the namespace's spend, never the run ConfigMaps.
     (by_name,) = [r for r in only(defaults, "Role", "argomlops-operator")["rules"] if "resourceNames" in r]
@@ -369,8 +320,8 @@ def test_cluster_wide_rbac_replaces_roles(chart: helm.Chart, defaults: list[dict
 def test_gates_and_names(chart: helm.Chart) -> None:
     objects = render(chart, {"crds": {"install": False, "keep": False}, "workflowTemplate": {"install": False}})
     assert not find(objects, "CustomResourceDefinition") and not find(objects, "WorkflowTemplate")
-    unkept = only(render(chart, {"crds": {"keep": False}}), "CustomResourceDefinition")
-    assert "helm.sh/resource-policy" not in unkept["metadata"].get("annotations", {})
+    for unkept in find(render(chart, {"crds": {"keep": False}}), "CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in unkept["metadata"].get("annotations", {})
     long_release = "a-very-long-release-name-that-fills-the-fifty-three-c"
     for obj in render(chart, {}, release=long_release):
         assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
@@ -381,6 +332,7 @@ def test_notes_tell_the_next_commands(chart: helm.Chart) -> None:
     notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)[f"{RELEASE}/templates/NOTES.txt"]
     assert "kubectl -n argomlops apply -f examples/fafa.yaml" in notes
     assert "kubectl -n argomlops get mlops -w" in notes
+    assert "kubectl -n argomlops apply -f examples/sweep.yaml" in notes and "get mlsw -w" in notes
     assert "kubectl -n argo port-forward svc/argo-server 2746:2746" in notes
     assert "rollout status deployment/argomlops-operator" in notes
 
@@ -416,6 +368,8 @@ def test_operator_reads_the_settings_the_chart_sets(
     assert loaded.charge_interval == merged["operator"]["chargeInterval"]
     assert loaded.history_limit == merged["operator"]["historyLimit"]
     assert loaded.watch_timeout == merged["operator"]["watchTimeout"]
+    trainer_image = merged["trainer"]["image"]
+    assert loaded.trainer_image == f"{trainer_image['repository']}:{trainer_image['tag'] or '0.1.0'}"
     if merged["rbac"]["clusterWide"]:
         assert loaded.clusterwide
     else:
@@ -434,166 +388,3 @@ def test_operator_accepts_the_deployment_args(chart: helm.Chart, verbose: bool) 
     assert args.standalone is True and args.verbose is verbose
     assert args.liveness == "http://0.0.0.0:9090/healthz"
     assert container["ports"] == [{"name": "health", "containerPort": 9090, "protocol": "TCP"}]
-
-
-# 4. docs/gke.md: the commands a person types must keep working with this chart and these manifests.
-
-GKE_DOC = ROOT / "docs" / "gke.md"
-DOC_VARIABLES = {
-    "REGISTRY": "us-central1-docker.pkg.dev/my-project/argomlops",
-    "VERSION": "0.1.0",
-    "BUCKET": "my-project-argomlops",
-    "GSA": "argomlops-trainer@my-project.iam.gserviceaccount.com",
-    "NAMESPACE": NAMESPACE,
-}
-
-
-def doc_text() -> str:
-    text = GKE_DOC.read_text()
-    for key, value in DOC_VARIABLES.items():
-        text = text.replace(f'"${key}"', value).replace(f"${{{key}}}", value).replace(f"${key}", value)
-    return text
-
-
-def test_gke_doc_helm_install_values_render(chart: helm.Chart) -> None:
-    text = doc_text()
-    install = text[text.index("helm install argomlops ./charts/argomlops") :].split("```", 1)[0]
-    words = shlex.split(install.replace("\\\n", " "))  # as the shell reads it: continuations, quotes
-    sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
-    assert len(sets) >= 4, install
-    values: dict[str, Any] = {}
-    for expression in sets:
-        values = helm_merge(values, helm.parse_set_string(expression))
-    objects = render(chart, values)
-    trainer = only(objects, "ServiceAccount", names.SERVICE_ACCOUNT)
-    assert trainer["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == DOC_VARIABLES["GSA"]
-    image = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-operator:{DOC_VARIABLES['VERSION']}"
-
-
-def helm_merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(into)
-    for key, value in more.items():
-        merged[key] = helm_merge(merged[key], value) if isinstance(value, dict) and key in merged else value
-    return merged
-
-
-def test_gke_doc_manifests_are_valid_mlops_specs() -> None:
-    """The smoke manifest written in the doc, and examples/fafa.yaml after the doc's sed, pass the spec model."""
-    from argomlops.config import MLOpsSpec
-
-    text = doc_text()
-    smoke = yaml.safe_load(text.split("cat > smoke.yaml <<EOF\n", 1)[1].split("\nEOF\n", 1)[0])
-    spec = MLOpsSpec.model_validate(smoke["spec"])
-    assert spec.image == f"{DOC_VARIABLES['REGISTRY']}/argomlops-trainer:{DOC_VARIABLES['VERSION']}"
-    assert spec.placement.gpus == 0
-
-    fafa = (ROOT / "examples" / "fafa.yaml").read_text()
-    edits = re.findall(r'-e "s\|([^|]+)\|([^|]+)\|(g?)"', text.split("examples/fafa.yaml > fafa.yaml")[0][-400:])
-    assert len(edits) == 2, edits
-    for pattern, replacement, flags in edits:
-        fafa = re.sub(pattern, replacement, fafa, count=0 if flags else 1)
-    spec = MLOpsSpec.model_validate(yaml.safe_load(fafa)["spec"])
-    assert spec.image.startswith(DOC_VARIABLES["REGISTRY"])
-    assert spec.artifacts.startswith(f"gs://{DOC_VARIABLES['BUCKET']}/") and spec.data.source.startswith(
-        f"gs://{DOC_VARIABLES['BUCKET']}/"
-    )
-    # Everything the doc reads or installs exists in the repository.
-    for path in ("charts/argomlops", "examples/fafa.yaml", "Dockerfile"):
-        assert path in GKE_DOC.read_text() and (ROOT / path).exists()
-
-
-def test_every_value_is_used_by_a_template() -> None:
-    """No dead keys: each leaf of values.schema.json is read by some template as .Values.<path>."""
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    templates = "\n".join(p.read_text() for p in (CHART / "templates").iterdir())
-
-    def leaves(node: dict[str, Any], path: str) -> Iterator[str]:
-        children = node.get("properties")
-        if not children:
-            yield path
-            return
-        for key, child in children.items():
-            yield from leaves(child, f"{path}.{key}" if path else key)
-
-    def read(path: str) -> bool:
-        # The key itself, or a whole section holding it (e.g. `toYaml .Values.operator.resources`).
-        parts = path.split(".")
-        ancestors = [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
-        return any(re.search(rf"\.Values\.{re.escape(a)}(?![\w.-])", templates) for a in ancestors)
-
-    unused = [path for path in leaves(schema, "") if not read(path)]
-    assert not unused, f"values nobody reads: {unused}"
-
-
-# 5. The optional TensorBoard.
-
-TENSORBOARD = {
-    "tensorboard": {"enabled": True, "logdir": "gs://my-project-argomlops/artifacts"},
-    "trainer": {"serviceAccount": {"gcpServiceAccount": "trainer@my-project.iam.gserviceaccount.com"}},
-}
-
-
-def test_tensorboard_is_off_by_default(defaults: list[dict[str, Any]], chart: helm.Chart) -> None:
-    assert not [o for o in defaults if "tensorboard" in o["metadata"]["name"]]
-    notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)
-    assert "port-forward svc/argomlops-tensorboard" not in next(v for k, v in notes.items() if k.endswith("NOTES.txt"))
-
-
-def test_tensorboard_reads_the_bucket_as_the_trainer_non_root_and_bounded(
-    chart: helm.Chart, argo_validator: jsonschema.Draft202012Validator
-) -> None:
-    values = {**TENSORBOARD, "namespaces": ["team-a", "team-b"]}
-    objects = render(chart, values)
-    for obj in objects:  # strictly valid, like every other object of the chart
-        if obj["apiVersion"].startswith("argoproj.io/"):
-            assert not list(argo_validator.iter_errors(obj))
-        else:
-            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-    deployment = only(objects, "Deployment", "argomlops-tensorboard")
-    service = only(objects, "Service", "argomlops-tensorboard")
-    # In the first namespace of runs, as the trainer's ServiceAccount (its Workload Identity reads gs://).
-    assert deployment["metadata"]["namespace"] == service["metadata"]["namespace"] == "team-a"
-    pod = deployment["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == names.SERVICE_ACCOUNT
-    trainer = [
-        o for o in find(objects, "ServiceAccount", names.SERVICE_ACCOUNT) if o["metadata"]["namespace"] == "team-a"
-    ]
-    assert trainer[0]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith("trainer@")
-    (container,) = pod["containers"]
-    assert container["command"] == ["tensorboard"] and container["image"] == "ghcr.io/argomlops/argomlops-trainer:0.1.0"
-    assert "--logdir=gs://my-project-argomlops/artifacts" in container["args"]
-    assert "--load_fast=false" in container["args"] and "--bind_all" in container["args"]
-    # Non-root, read-only, bounded.
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["resources"]["limits"]["memory"] == "2Gi" and container["resources"]["requests"]["cpu"]
-    # The Service reaches exactly these pods, on the port TensorBoard listens on.
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert deployment["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
-    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["targetPort"] == "http"
-    assert container["ports"][0] == {"name": "http", "containerPort": 6006, "protocol": "TCP"}
-    # The operator's Service selector must not catch TensorBoard's pods (and the other way round).
-    operator_labels = only(objects, "Deployment", "argomlops-operator")["spec"]["selector"]["matchLabels"]
-    assert not operator_labels.items() <= labels.items()
-    notes = next(
-        v for k, v in chart.render(values, name=RELEASE, namespace=NAMESPACE).items() if k.endswith("NOTES.txt")
-    )
-    assert "kubectl -n team-a port-forward svc/argomlops-tensorboard 6006:6006" in notes
-    assert "http://localhost:6006" in notes
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        ({"tensorboard": {"enabled": True}}, "tensorboard.logdir is required"),
-        ({"tensorboard": {"enabled": True, "logdir": "s3://bucket"}}, "logdir"),
-        ({"tensorboard": {"enabled": True, "logdir": "gs://bkt/p", "namespace": "elsewhere"}}, "tensorboard.namespace"),
-        ({"tensorboard": {"enabled": True, "logdir": "gs://bkt/p", "prot": 1}}, "prot"),
-    ],
-)
-def test_tensorboard_refuses_bad_values(chart: helm.Chart, values: dict[str, Any], message: str) -> None:
-    with pytest.raises(Exception, match=re.escape(message)):
-        chart.render(values, name=RELEASE, namespace=NAMESPACE)

@@ -15,6 +15,8 @@ from argomlops.workflows.run import PLACEMENT_ANNOTATION, build_run_workflow
 from argomlops.workflows.template import parameter_defaults
 
 RUN_ID = "2026-11-27_09h01m09s"
+DEFAULT_IMAGE = "registry.example/argomlops-trainer:1.0"
+"""The operator's trainer_image, for specs without image."""
 
 
 def _build(spec: MLOpsSpec | None = None, **overrides: Any) -> dict[str, Any]:
@@ -25,6 +27,7 @@ def _build(spec: MLOpsSpec | None = None, **overrides: Any) -> dict[str, Any]:
         "config_map": names.k8s_name("fafa", RUN_ID),
         "spec": spec or MLOpsSpec(),
         "labels": {"team": "ants"},
+        "image": DEFAULT_IMAGE,
     }
     kwargs.update(overrides)
     return build_run_workflow(**kwargs)
@@ -76,7 +79,13 @@ def test_workflow_references_the_template_with_every_parameter() -> None:
     assert params["run-vqvae"] == params["run-pixelcnn"] == "true"
     assert params["queue"] == "nvidia-tesla-t4"
     assert params["max-preemptions"] == "10"
-    assert params["git-repo"] == params["git-revision"] == params["command"] == ""
+    assert params["git-repo"] == params["git-revision"] == params["git-secret"] == params["command"] == ""
+    assert params["image"] == DEFAULT_IMAGE
+
+
+def test_the_specs_own_image_wins_and_without_any_the_templates_default_applies() -> None:
+    assert _params(_build(MLOpsSpec.model_validate({"image": "mine:2"})))["image"] == "mine:2"
+    assert "image" not in _params(_build(image=None))  # the chart's trainer.image, the template's default
 
 
 def test_labels_on_workflow_and_pods() -> None:

@@ -28,6 +28,8 @@ from argomlops.workflows.run import run_parameters
 from argomlops.workflows.template import parameter_defaults
 
 RUN_ID = "2026-11-27_09h01m09s"
+DEFAULT_IMAGE = "registry.example/argomlops-trainer:1.0"
+"""The operator's trainer_image (the chart's trainer.image), for specs without image."""
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def _tasks(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _variables(spec: MLOpsSpec | None = None, stage: str = "vqvae") -> dict[str, str]:
     """The variables Argo would offer one leaf pod of a run built from `spec`."""
-    params = run_parameters(run_id=RUN_ID, config_map="fafa-cm", spec=spec or MLOpsSpec())
+    params = run_parameters(run_id=RUN_ID, config_map="fafa-cm", spec=spec or MLOpsSpec(), image=DEFAULT_IMAGE)
     variables = {f"workflow.parameters.{key}": value for key, value in params.items()}
     variables["inputs.parameters.stage"] = stage
     return variables
@@ -103,7 +105,8 @@ def test_every_parameter_is_declared_and_used(template: dict[str, Any]) -> None:
     assert used == set(declared)
     required = {p["name"] for p in template["spec"]["arguments"]["parameters"] if "value" not in p}
     run = {names.P_ARTIFACTS_BUCKET, names.P_RUN_KEY}  # where the run's pictures and logs go, from the operator
-    assert required == {names.P_RUN_ID, names.P_CONFIG_MAP, names.P_ARTIFACTS, *run}
+    # The image's default is the chart's trainer.image (test_helm_chart.py): none is published to fall back on.
+    assert required == {names.P_RUN_ID, names.P_CONFIG_MAP, names.P_ARTIFACTS, names.P_IMAGE, *run}
 
 
 def test_parameter_defaults_are_the_models_defaults(template: dict[str, Any]) -> None:
@@ -131,7 +134,7 @@ def test_dag_runs_vqvae_then_pixelcnn(template: dict[str, Any]) -> None:
     assert tasks["vqvae"]["template"] == tasks["pixelcnn"]["template"] == "train"
     assert tasks["pixelcnn"]["depends"] == "vqvae"
     assert {p["name"]: p["value"] for p in tasks["pixelcnn"]["arguments"]["parameters"]} == {"stage": "pixelcnn"}
-    assert _runs(template, MLOpsSpec()) == {"vqvae": True, "pixelcnn": True, "command": False}
+    assert _runs(template, MLOpsSpec()) == {"vqvae": True, "pixelcnn": True, "command": False, "command-private": False}
 
 
 @pytest.mark.parametrize(
@@ -142,7 +145,7 @@ def test_stages_not_in_the_run_are_skipped(
     template: dict[str, Any], stages: list[str], expected: dict[str, bool]
 ) -> None:
     runs = _runs(template, MLOpsSpec.model_validate({"stages": stages}))
-    assert runs == {**expected, "command": False}
+    assert runs == {**expected, "command": False, "command-private": False}
 
 
 def test_when_conditions_use_only_what_govaluate_and_expr_share(template: dict[str, Any]) -> None:
@@ -154,7 +157,9 @@ def test_when_conditions_use_only_what_govaluate_and_expr_share(template: dict[s
 
 def test_git_source_runs_only_the_command(template: dict[str, Any]) -> None:
     spec = MLOpsSpec.model_validate({"git": {"repo": "https://github.com/ex/train", "command": ["python", "t.py"]}})
-    assert _runs(template, spec) == {"vqvae": False, "pixelcnn": False, "command": True}
+    assert _runs(template, spec) == {"vqvae": False, "pixelcnn": False, "command": True, "command-private": False}
+    private = spec.model_copy(update={"git": spec.git.model_copy(update={"secret": "git-token"})})  # type: ignore[union-attr]
+    assert _runs(template, private) == {"vqvae": False, "pixelcnn": False, "command": False, "command-private": True}
 
 
 # --- the trainer pod ----------------------------------------------------------------------------------
@@ -168,15 +173,16 @@ def test_trainer_command_is_the_contract(template: dict[str, Any]) -> None:
         "argomlops", "train", "--config", "/etc/argomlops/run.yaml", "--run-id", RUN_ID,
         "--stage", "pixelcnn", "--artifacts", "gs://antfield/FAFA/artifacts",
     ]  # fmt: skip
-    assert render(train["image"], _variables(spec)) == spec.image
+    assert render(train["image"], _variables(spec)) == DEFAULT_IMAGE  # no spec.image: the operator's default
+    assert render(train["image"], _variables(spec.model_copy(update={"image": "mine:2"}))) == "mine:2"
 
 
 @pytest.mark.parametrize("leaf", ["train", "git-command"])
 def test_run_config_is_mounted_read_only(template: dict[str, Any], leaf: str) -> None:
     pod = _templates(template)[leaf]
-    (volume,) = pod["volumes"]
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
     assert render(volume["configMap"]["name"], _variables()) == "fafa-cm"
-    (mount,) = pod["container"]["volumeMounts"]
+    (mount,) = [m for m in pod["container"]["volumeMounts"] if m["name"] == volume["name"]]
     assert mount == {"name": volume["name"], "mountPath": "/etc/argomlops", "readOnly": True}
 
 
@@ -232,7 +238,7 @@ def test_workload_identity_and_non_root(template: dict[str, Any]) -> None:
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         # Workload Identity: no key file mounted, no credentials variable.
         assert not any(e["name"] == "GOOGLE_APPLICATION_CREDENTIALS" for e in container.get("env", []))
-        assert len(_templates(template)[leaf]["volumes"]) == 1
+        assert [v["name"] for v in _templates(template)[leaf]["volumes"]] == ["run-config", "tmp", "home"]
 
 
 def test_lifetime_settings(template: dict[str, Any]) -> None:

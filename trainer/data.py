@@ -250,7 +250,7 @@ def _readable(root: Path, names: list[str], log: Callable[[str], None]) -> tuple
 
 def split_position(name: str) -> float:
     """A stable number in [0, 1) from the MD5 of a path relative to the source (same on every machine)."""
-    return int(hashlib.md5(name.encode("utf-8")).hexdigest()[:12], 16) / float(1 << 48)
+    return int(hashlib.md5(name.encode("utf-8"), usedforsecurity=False).hexdigest()[:12], 16) / float(1 << 48)
 
 
 def split_names(names: Sequence[str], validation_fraction: float) -> tuple[list[str], list[str]]:

@@ -228,7 +228,7 @@ class GCSStore(ArtifactStore):
 
 def _local_md5(path: Path) -> str:
     """Base64 MD5 of a file, as GCS reports `md5Hash`."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # an integrity check against GCS, not a secret
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_MD5_CHUNK), b""):
             digest.update(chunk)

@@ -54,23 +54,30 @@ def queue_key(spec: MLOpsSpec) -> str:
     return spec.placement.accelerator if spec.placement.gpus > 0 else names.CPU_QUEUE_KEY
 
 
-def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec) -> dict[str, str]:
-    """The template's arguments for one run, every value a string (Argo parameters are strings)."""
+def run_parameters(*, run_id: str, config_map: str, spec: MLOpsSpec, image: str | None = None) -> dict[str, str]:
+    """The template's arguments for one run, every value a string (Argo parameters are strings).
+
+    `image` is the trainer image of a spec without one (the operator's default, the chart's
+    trainer.image); with neither, `image` is left out and the template's own default applies.
+    """
     placement = spec.placement
     git = spec.git
     bucket, run_key = bucket_and_key(run_uri(spec, run_id))
+    trainer_image = spec.image or image
     return {
         names.P_RUN_ID: run_id,
         names.P_CONFIG_MAP: config_map,
         names.P_ARTIFACTS: spec.artifacts,
         names.P_ARTIFACTS_BUCKET: bucket,
         names.P_RUN_KEY: run_key,
-        names.P_IMAGE: spec.image,
+        **({names.P_IMAGE: trainer_image} if trainer_image else {}),
         **{names.P_RUN_STAGE[stage]: "true" if stage in spec.stages else "false" for stage in STAGE_ORDER},
         names.P_QUEUE: queue_key(spec),
         names.P_MAX_PREEMPTIONS: str(placement.max_preemptions),
         names.P_GIT_REPO: git.repo if git else "",
         names.P_GIT_REVISION: git.revision if git else "",
+        # Only the Secret's name: Argo reads the credentials from it when it clones.
+        names.P_GIT_SECRET: (git.secret or "") if git else "",
         # The command runs through `sh -c` in the checkout; shlex quoting keeps each argument whole.
         names.P_COMMAND: shlex.join(git.command) if git else "",
     }
@@ -85,6 +92,7 @@ def build_run_workflow(
     spec: MLOpsSpec,
     labels: dict[str, str] | None = None,
     resumes: int = 0,
+    image: str | None = None,
 ) -> dict[str, Any]:
     """Return the Workflow that runs one MLOps run through the `argomlops-train` WorkflowTemplate.
 
@@ -101,6 +109,7 @@ def build_run_workflow(
         spec: the validated MLOps spec.
         labels: extra labels for the Workflow and its pods (the two run labels are always added).
         resumes: how many times the run was resumed after a budget stop (0: its first Workflow).
+        image: the trainer image when `spec.image` is absent (the operator's default).
     """
     all_labels = {**(labels or {}), **names.run_labels(name, run_id)}
     uri = run_uri(spec, run_id)
@@ -115,7 +124,7 @@ def build_run_workflow(
         MLOPS_ANNOTATION: f"{namespace}/{name}",
         PLACEMENT_ANNOTATION: placement_json(spec.placement),
     }
-    parameters = run_parameters(run_id=run_id, config_map=config_map, spec=spec)
+    parameters = run_parameters(run_id=run_id, config_map=config_map, spec=spec, image=image)
     workflow = Workflow(
         name=names.workflow_name(name, run_id, resumes),
         namespace=namespace,

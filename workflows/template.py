@@ -1,14 +1,19 @@
 """The `argomlops-train` WorkflowTemplate: where a run's pods go, how they wait and how they survive preemption.
 
-One DAG, three tasks:
+One DAG, four tasks:
 
 - `vqvae` then `pixelcnn`: the built-in trainer (`argomlops train ... --stage <stage>`), each skipped
   when its stage is not in the `stages` parameter or when a git source replaces the trainer;
-- `command`: a user's git repository, checked out at /src, running the `command` parameter.
+- `command`: a user's git repository, checked out at /src, running the `command` parameter; for a
+  private repository `command-private` instead, whose checkout reads the credentials from the Secret
+  named by `git-secret` (type kubernetes.io/basic-auth: Argo mounts it into its own init container; the
+  token is never a parameter, so it is in no Workflow, log or status).
 
-Both leaf templates share one pod recipe: the per-run ConfigMap mounted read-only at /etc/argomlops, the
-tolerations of GPU and spot nodes, the GPU queue semaphore, the preemption retry strategy, a non-root
-security context and the `argomlops-trainer` service account (GKE Workload Identity: no key files in pods).
+The leaf templates share one pod recipe: the per-run ConfigMap mounted read-only at /etc/argomlops, the
+tolerations of GPU and spot nodes, the GPU queue semaphore, the preemption retry strategy, the
+restricted Pod Security Standard (non-root, RuntimeDefault seccomp, no privilege escalation, no
+capabilities, a read-only root filesystem with an emptyDir wherever the trainer writes: `SCRATCH`) and
+the `argomlops-trainer` service account (GKE Workload Identity: no key files in pods).
 
 Placement is not in the template: node selectors, GPU requests and the termination grace period
 depend on the run's `spec.placement`, and the operator writes them as plain values into each per-run
@@ -58,6 +63,16 @@ MEMORY_REQUEST = "8Gi"
 MEMORY_LIMIT = "12Gi"
 """Sized for a GKE n1-standard-4 + T4 node (about 3.9 CPU and 12.6 GiB allocatable)."""
 UID = 1000
+HOME = "/home/argomlops"
+"""HOME of the trainer image's user (Dockerfile); set in the pod as well, so a git command's image agrees."""
+TMP = "/tmp"  # nosec B108 # an emptyDir of the pod's own (SCRATCH), not a /tmp shared with anyone
+SCRATCH = {"tmp": TMP, "home": HOME}
+"""The emptyDirs a training pod writes to besides its run folder (the root filesystem is read-only):
+`tmp` is TMPDIR (the report file, the newest grid), `home` holds HOME/.cache (ARGOMLOPS_CACHE: the demo
+set and the data synced from gs://; Keras' and matplotlib's settings)."""
+SCRATCH_ENV = {"TMPDIR": SCRATCH["tmp"], "HOME": HOME, "ARGOMLOPS_CACHE": f"{HOME}/.cache/argomlops"}
+GIT_SECRET_KEYS = ("username", "password")
+"""The keys of a kubernetes.io/basic-auth Secret, which Argo's git artifact reads."""
 
 
 def parameter_defaults() -> dict[str, str | None]:
@@ -78,6 +93,7 @@ def parameter_defaults() -> dict[str, str | None]:
             names.P_MAX_PREEMPTIONS: str(spec.placement.max_preemptions),
             names.P_GIT_REPO: "",
             names.P_GIT_REVISION: "",
+            names.P_GIT_SECRET: "",
             names.P_COMMAND: "",
         }
     )
@@ -90,13 +106,14 @@ PARAMETER_DESCRIPTIONS = {
     names.P_ARTIFACTS: "Artifacts base URI (gs://bucket/prefix).",
     names.P_ARTIFACTS_BUCKET: "The artifacts URI's bucket: Argo writes the node's pictures and logs there.",
     names.P_RUN_KEY: "The run folder's key in that bucket (<prefix>/<run-id>), under which those land.",
-    names.P_IMAGE: "Trainer container image.",
+    names.P_IMAGE: "Trainer container image; the Helm chart sets its default (trainer.image).",
     **{names.P_RUN_STAGE[stage]: f"true: the run trains its {stage} stage." for stage in STAGE_ORDER},
     names.P_QUEUE: "The run's key in the GPU queue ConfigMap: its GKE accelerator, or cpu for a CPU-only run "
     "(placement itself is in the per-run Workflow).",
     names.P_MAX_PREEMPTIONS: "How many preemptions each stage may survive.",
     names.P_GIT_REPO: "Optional https git repository whose command replaces the built-in trainer.",
     names.P_GIT_REVISION: "Branch, tag or commit of git-repo.",
+    names.P_GIT_SECRET: "A private git-repo: the kubernetes.io/basic-auth Secret Argo clones it with.",
     names.P_COMMAND: "Shell-quoted command run in the checkout (/src) when git-repo is set.",
 }
 
@@ -115,7 +132,8 @@ def _when_stage(stage: str) -> str:
     return f"'{_wf(names.P_GIT_REPO)}' == '' && '{_wf(names.P_RUN_STAGE[stage])}' == 'true'"
 
 
-WHEN_COMMAND = f"'{_wf(names.P_GIT_REPO)}' != ''"
+WHEN_COMMAND = f"'{_wf(names.P_GIT_REPO)}' != '' && '{_wf(names.P_GIT_SECRET)}' == ''"
+WHEN_PRIVATE_COMMAND = f"'{_wf(names.P_GIT_REPO)}' != '' && '{_wf(names.P_GIT_SECRET)}' != ''"
 
 
 def retry_strategy() -> m.RetryStrategy:
@@ -148,12 +166,14 @@ def tolerations() -> list[m.Toleration]:
 
 
 def container_security() -> m.SecurityContext:
-    """No root, no privilege escalation, no Linux capabilities."""
+    """No root, no privilege escalation, no Linux capabilities, nothing written outside the volumes."""
     return m.SecurityContext(
         run_as_non_root=True,
         run_as_user=UID,
         allow_privilege_escalation=False,
         capabilities=m.Capabilities(drop=["ALL"]),
+        read_only_root_filesystem=True,
+        seccomp_profile=m.SeccompProfile(type="RuntimeDefault"),
     )
 
 
@@ -221,8 +241,14 @@ def _leaf(
         image=_wf(names.P_IMAGE),
         labels={names.LABEL_STAGE: stage, names.LABEL_RUN_ID: _wf(names.P_RUN_ID)},
         # A plain volume: hera's ConfigMapVolume would name the ConfigMap after the volume.
-        volumes=[m.Volume(name="run-config", config_map=m.ConfigMapVolumeSource(name=_wf(names.P_CONFIG_MAP)))],
-        volume_mounts=[m.VolumeMount(name="run-config", mount_path=names.CONFIG_MOUNT, read_only=True)],
+        volumes=[
+            m.Volume(name="run-config", config_map=m.ConfigMapVolumeSource(name=_wf(names.P_CONFIG_MAP))),
+            *(m.Volume(name=volume, empty_dir=m.EmptyDirVolumeSource()) for volume in SCRATCH),
+        ],
+        volume_mounts=[
+            m.VolumeMount(name="run-config", mount_path=names.CONFIG_MOUNT, read_only=True),
+            *(m.VolumeMount(name=volume, mount_path=path) for volume, path in SCRATCH.items()),
+        ],
         resources=Resources(cpu_request=CPU_REQUEST, memory_request=MEMORY_REQUEST, memory_limit=MEMORY_LIMIT),
         tolerations=tolerations(),
         retry_strategy=retry_strategy(),
@@ -253,7 +279,8 @@ def report_output() -> Parameter:
 def _env(extra: dict[str, str] | None = None) -> list[m.EnvVar]:
     # PYTHONUNBUFFERED: log lines reach the Argo UI as they are written, not when a buffer fills.
     # ARGOMLOPS_REPORT_FILE: where the trainer writes the report the pod's output parameter reads.
-    values = {"PYTHONUNBUFFERED": "1", pod.REPORT_ENV: pod.REPORT_PATH, **(extra or {})}
+    # TMPDIR, HOME, ARGOMLOPS_CACHE: inside the emptyDirs (SCRATCH), whatever the image says.
+    values = {"PYTHONUNBUFFERED": "1", pod.REPORT_ENV: pod.REPORT_PATH, **SCRATCH_ENV, **(extra or {})}
     return [m.EnvVar(name=key, value=value) for key, value in values.items()]
 
 
@@ -280,15 +307,22 @@ def train_container() -> Container:
     )
 
 
-def git_container() -> Container:
-    """A user's repository at `git-revision`, checked out at /src, running `command` with the run's settings."""
+def git_container(private: bool = False) -> Container:
+    """A user's repository at `git-revision`, checked out at /src, running `command` with the run's settings.
+
+    `private`: the checkout authenticates with the username and password of the Secret `git-secret`.
+    """
+    credentials: dict[str, m.SecretKeySelector] = {}
+    if private:
+        username, password = (m.SecretKeySelector(name=_wf(names.P_GIT_SECRET), key=key) for key in GIT_SECRET_KEYS)
+        credentials = {"username_secret": username, "password_secret": password}
     source = m.Artifact(
         name="source",
         path=names.SOURCE_PATH,
-        git=m.GitArtifact(repo=_wf(names.P_GIT_REPO), revision=_wf(names.P_GIT_REVISION)),
+        git=m.GitArtifact(repo=_wf(names.P_GIT_REPO), revision=_wf(names.P_GIT_REVISION), **credentials),
     )
     return _leaf(
-        "git-command",
+        "git-command-private" if private else "git-command",
         stage="command",
         inputs=[source],
         working_dir=names.SOURCE_PATH,
@@ -333,6 +367,7 @@ def build_train_template() -> WorkflowTemplate:
     ) as template:
         train = train_container()
         git = git_container()
+        private_git = git_container(private=True)
         with DAG(name="run"):
             previous: str | None = None
             for stage in STAGE_ORDER:
@@ -340,4 +375,5 @@ def build_train_template() -> WorkflowTemplate:
                 train(name=stage, arguments={"stage": stage}, when=_when_stage(stage), depends=previous)
                 previous = stage
             git(name="command", when=WHEN_COMMAND)
+            private_git(name="command-private", when=WHEN_PRIVATE_COMMAND)
     return template

@@ -10,6 +10,8 @@ from pydantic_core import PydanticCustomError
 
 CROSS_FIELD_ERROR = "cross_field"
 """The error type of a rule over several fields; its context's `field` is the one to blame."""
+SECRET_ERROR = "holds_secret"
+"""The error type of a value refused because it holds a secret: the error line never shows the value."""
 
 _GS_URI = re.compile(r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?|[^:]*)$")
 

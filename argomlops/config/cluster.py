@@ -4,18 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from argomlops.config.base import Section
+from argomlops.config.base import SECRET_ERROR, Section
 from argomlops.config.run import RunConfig
+
+CREDENTIALS_IN_URL = r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@"
+"""A URL whose authority holds a user (and mostly a password or token): `https://user:token@host/...`.
+The same expression (RE2 and Python agree on it) is the CRD's admission rule on `git.repo`, so a real
+API server refuses such an object before the token is stored anywhere."""
+CREDENTIALS_MESSAGE = (
+    "must not carry credentials (user:token@ in the URL ends up in the Workflow and its logs): put them "
+    "in a Secret of type kubernetes.io/basic-auth and name it in git.secret"
+)
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
 
 class GitSource(Section):
-    """Optional user code: a public git repository and a command to run instead of the built-in trainer."""
+    """Optional user code: a git repository and a command to run instead of the built-in trainer."""
 
-    repo: str = Field(description="HTTPS URL of the git repository.")
+    repo: str = Field(
+        max_length=2048,
+        description="HTTPS URL of the git repository, without credentials (a private one: see secret).",
+        # The CEL rule's cost is bounded by maxLength; the message is what `kubectl apply` prints.
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"!self.matches('{CREDENTIALS_IN_URL}')", "message": f"git.repo {CREDENTIALS_MESSAGE}"}
+            ]
+        },
+    )
     revision: str = Field("main", description="Branch, tag or commit to check out.")
+    secret: str | None = Field(
+        None,
+        pattern=_DNS_SUBDOMAIN,
+        description="A private repository: the name of a Secret of type kubernetes.io/basic-auth (keys "
+        "username and password, e.g. a token as the password) in the object's namespace. Argo's git "
+        "artifact reads it when it clones; the token never leaves the Secret.",
+    )
     command: list[str] = Field(
         min_length=1,
         description="Command run in the checkout, e.g. [python, train.py, --config, /etc/argomlops/run.yaml].",
@@ -24,6 +52,9 @@ class GitSource(Section):
     @field_validator("repo")
     @classmethod
     def _https(cls, value: str) -> str:
+        if re.match(CREDENTIALS_IN_URL, value):
+            # Never echo the value: it holds the token (error_lines leaves the input out of this type).
+            raise PydanticCustomError(SECRET_ERROR, f"repo {CREDENTIALS_MESSAGE}")
         if not value.startswith("https://"):
             raise ValueError(f"repo must be an https:// URL, got {value!r}")
         return value
@@ -65,8 +96,10 @@ class Budget(Section):
 class MLOpsSpec(RunConfig):
     """The spec of an `MLOps` object: the run config plus the image, placement and budget."""
 
-    image: str = Field(
-        "ghcr.io/argomlops/argomlops-trainer:0.1.0", min_length=1, description="Trainer container image."
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Trainer container image. Absent: the operator's default, the Helm chart's trainer.image.",
     )
     placement: Placement = Field(default_factory=Placement, description="Node pool, GPUs and preemption budget.")
     budget: Budget = Field(

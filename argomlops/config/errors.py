@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from argomlops.config.base import CROSS_FIELD_ERROR
+from argomlops.config.base import CROSS_FIELD_ERROR, SECRET_ERROR
 
 
 class ConfigError(ValueError):
@@ -43,8 +43,9 @@ def error_lines(error: ValidationError) -> list[str]:
         elif item["type"] == "literal_error":
             message = message.replace("Input should be", "must be")
         got = item.get("input")
-        # Validators that already quote the value need no second copy of it.
-        quiet = isinstance(got, dict) or item["type"] in ("missing", CROSS_FIELD_ERROR) or repr(got) in message
+        # Validators that already quote the value need no second copy of it; a value holding a secret none.
+        silent = ("missing", CROSS_FIELD_ERROR, SECRET_ERROR)
+        quiet = isinstance(got, dict) or item["type"] in silent or repr(got) in message
         shown = "" if quiet else f" (got {got!r})"
         lines.append(f"{path or '(top level)'}: {message}{shown}")
     return lines

@@ -22,20 +22,40 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
 
 
+def set_path(raw: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """Set `value` at the key path `path` of `raw` in place (camel or snake keys), making sections on the way.
+
+    Raises:
+        ConfigError: a key on the way holds a value, not a section (`what` names the override in the line).
+    """
+    node = raw
+    for part in path[:-1]:
+        existing = next((k for k in (part, to_camel(part)) if k in node), part)
+        child = node.setdefault(existing, {})
+        if not isinstance(child, dict):
+            raise ConfigError([f"{what}: {existing} is not a section"])
+        node = child
+    leaf = next((k for k in (path[-1], to_camel(path[-1])) if k in node), path[-1])
+    node[leaf] = value
+
+
+def apply_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of a raw config dict with each dotted path of `values` set to its (already parsed) value.
+
+    What `--set` does with text, for values that are data already: a sweep's trial sets its parameters so.
+    """
+    result: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for dotted, value in values.items():
+        set_path(result, dotted.split("."), yaml.safe_load(yaml.safe_dump(value)), dotted)
+    return result
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of a raw config dict with each `a.b.c=value` override applied (camel or snake keys)."""
     result: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) or {}
     for text in overrides:
         path, value = parse_override(text)
-        node = result
-        for part in path[:-1]:
-            existing = next((k for k in (part, to_camel(part)) if k in node), part)
-            child = node.setdefault(existing, {})
-            if not isinstance(child, dict):
-                raise ConfigError([f"--set {text!r}: {existing} is not a section"])
-            node = child
-        leaf = next((k for k in (path[-1], to_camel(path[-1])) if k in node), path[-1])
-        node[leaf] = value
+        set_path(result, path, value, f"--set {text!r}")
     return result
 
 

@@ -9,8 +9,9 @@ and nothing more. It reads the Workflow and the WorkflowTemplate from the test A
 3. runs each leaf's container exactly as the template specifies it - same command, args and env, with
    every `{{...}}` tag rendered - as a local subprocess. Two things differ, because a pod's filesystem
    is not ours: the ConfigMap is materialised as files in a temporary folder standing for its
-   mountPath, and arguments that start with the mountPath are pointed there; `argomlops` resolves to
-   the console script beside the running Python;
+   mountPath, and arguments that start with the mountPath are pointed there (each emptyDir is a fresh
+   folder of the pod's, and env values in it, TMPDIR, HOME, ARGOMLOPS_CACHE, are pointed there);
+   `argomlops` resolves to the console script beside the running Python;
 4. writes Workflow status as Argo does: Retry and Pod nodes (`vqvae(0)`, `vqvae(1)`, ...), phase,
    message, progress from `$ARGO_PROGRESS_FILE`, start/finish times, the exit code in
    `outputs.exitCode`, and on failure the last log lines as the node message (the template's
@@ -205,11 +206,15 @@ class ArgoStandIn:
         workflow = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "workflows", workflow_name)
         return bool((workflow.get("spec") or {}).get("shutdown"))
 
-    def _materialise_config(self, leaf: dict[str, Any], variables: dict[str, str]) -> dict[str, Path]:
-        """The ConfigMap volumes as folders: {mountPath: local folder}."""
+    def _materialise_config(self, leaf: dict[str, Any], variables: dict[str, str], node_id: str) -> dict[str, Path]:
+        """The ConfigMap volumes as folders, and each emptyDir as a fresh folder of the pod's: {mountPath: folder}."""
         volumes = {v["name"]: v for v in leaf.get("volumes", [])}
         mounts: dict[str, Path] = {}
         for mount in leaf["container"].get("volumeMounts", []):
+            if "emptyDir" in volumes[mount["name"]]:
+                mounts[mount["mountPath"]] = self.workdir / "pods" / node_id / "volumes" / mount["name"]
+                mounts[mount["mountPath"]].mkdir(parents=True, exist_ok=True)
+                continue
             source = volumes[mount["name"]]["configMap"]["name"]
             config_map = self.core.read_namespaced_config_map(render(source, variables), self.namespace)
             folder = self.workdir / "mounts" / config_map.metadata.name
@@ -266,7 +271,7 @@ class ArgoStandIn:
         self, leaf: dict[str, Any], variables: dict[str, str], node_id: str
     ) -> tuple[list[str], dict[str, str]]:
         container = leaf["container"]
-        mounts = self._materialise_config(leaf, variables)
+        mounts = self._materialise_config(leaf, variables, node_id)
         argv = [render(part, variables) for part in [*container.get("command", []), *container.get("args", [])]]
         for index, part in enumerate(argv):
             for mount_path, folder in mounts.items():
@@ -275,9 +280,10 @@ class ArgoStandIn:
         if argv[0] == "argomlops":
             argv[0] = executable("argomlops")
         env = {e["name"]: render(e.get("value", ""), variables) for e in container.get("env", [])}
-        # Paths in the pod that env values name (output parameters and artifacts) point at the pod's files here.
+        # Paths in the pod that env values name (output parameters and artifacts) point at the pod's files here,
+        # and so do paths in its volumes (TMPDIR, HOME, ARGOMLOPS_CACHE on the emptyDirs).
         outputs = {**self._outputs_in(leaf, node_id), **self._outputs(leaf, node_id)}
-        env = {key: str(outputs[value]) if value in outputs else value for key, value in env.items()}
+        env = {key: str(outputs[value]) if value in outputs else _in(mounts, value) for key, value in env.items()}
         return argv, env
 
     def _run_task(
@@ -340,7 +346,8 @@ class ArgoStandIn:
         argv, container_env = self._command(leaf, variables, node_id)
         progress_file = self.workdir / f"progress-{node_id}"
         progress_file.unlink(missing_ok=True)
-        env = {**os.environ, **self.env, **container_env, "ARGO_PROGRESS_FILE": str(progress_file)}
+        # The test's env (the GCS emulator, a data cache built once for the session) is laid over the pod's.
+        env = {**os.environ, **container_env, **self.env, "ARGO_PROGRESS_FILE": str(progress_file)}
         node: dict[str, Any] = {
             "id": node_id,
             "name": f"{workflow_name}.{task}({number})",
@@ -433,3 +440,11 @@ class StatusRecorder(threading.Thread):
         """Stop polling."""
         self._stop_event.set()
         self.join(timeout=5)
+
+
+def _in(mounts: dict[str, Path], path: str) -> str:
+    """A path in the pod as the folder standing for its volume here (unchanged when in no volume)."""
+    for mount_path, folder in mounts.items():
+        if path == mount_path or path.startswith(mount_path + "/"):
+            return str(folder) + path[len(mount_path) :]
+    return path

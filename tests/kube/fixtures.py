@@ -102,14 +102,22 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningKub
         running.stop()
 
 
+TRAINER_IMAGE = "registry.example/argomlops-trainer:0.1.0"
+"""The operator's default trainer image in tests (what the chart's trainer.image gives it)."""
+
+
 @pytest.fixture()
 def operator_runner(kube: RunningKube) -> Callable[..., Any]:
-    """A factory of `KopfRunner`s running the argomlops operator standalone against `kube`."""
+    """A factory of `KopfRunner`s running the argomlops operator standalone against `kube`.
+
+    The operator is given `TRAINER_IMAGE` as its default trainer image, as the chart gives it one;
+    `env={"ARGOMLOPS_TRAINER_IMAGE": ""}` runs it without.
+    """
     from kopf.testing import KopfRunner
 
     def make(args: tuple[str, ...] = ("--all-namespaces",), env: dict[str, str] | None = None) -> KopfRunner:
         argv = ["run", "--standalone", "-m", "argomlops.operator.handlers", *args]
-        return KopfRunner(argv, env=env)
+        return KopfRunner(argv, env={"ARGOMLOPS_TRAINER_IMAGE": TRAINER_IMAGE, **(env or {})})
 
     return make
 

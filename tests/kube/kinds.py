@@ -30,9 +30,11 @@ class Kind:
 DEFAULT_KINDS = (
     Kind("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",)),
     Kind("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
+    Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "events", "Event", short_names=("ev",)),
     Kind("", "v1", "pods", "Pod", status_subresource=True, short_names=("po",)),
     Kind("argomlops.dev", "v1alpha1", "mlops", "MLOps", status_subresource=True, short_names=("mlo",)),
+    Kind("argomlops.dev", "v1alpha1", "mlopssweeps", "MLOpsSweep", status_subresource=True, short_names=("mlsw",)),
     Kind("argoproj.io", "v1alpha1", "workflows", "Workflow", short_names=("wf",)),
     Kind("argoproj.io", "v1alpha1", "workflowtemplates", "WorkflowTemplate", short_names=("wftmpl",)),
     Kind("kopf.dev", "v1", "kopfpeerings", "KopfPeering"),

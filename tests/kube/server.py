@@ -23,7 +23,9 @@ request to the modules beside it, and fixes the "/v1" of the core group's discov
 - `watches`: watches as JSON lines, resumed from a resourceVersion, ended after `timeoutSeconds`;
 - `tables`: server-side tables for `kubectl get` from the CRD printer columns it was given
   (`add_printer_columns`) or read from a stored CRD;
-- `errors`: `ApiError`, answered as a `Status` object.
+- `errors`: `ApiError`, answered as a `Status` object;
+- `faults`: misbehaviour on request (`misbehave`): 500s, 429s with Retry-After, answers lost after a
+  write, 409s on guarded updates, watch streams cut every few seconds.
 
 Not served: protobuf, server-side apply, `/openapi/v2` (use `kubectl --validate=false`), admission.
 """
@@ -40,6 +42,7 @@ import kmock
 from kmock._internal import rendering
 
 from kube.errors import ApiError
+from kube.faults import Faults
 from kube.kinds import DEFAULT_KINDS, Kind
 from kube.label_selectors import labels_match, parse_label_selector
 from kube.store import Store
@@ -64,6 +67,7 @@ class KubeServer(kmock.KubernetesScaffold):
     store: Store = attrs.field(init=False)
     watches: Watches = attrs.field(init=False)
     tables: Tables = attrs.field(init=False, factory=Tables)
+    faults: Faults = attrs.field(init=False, factory=Faults)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -100,6 +104,11 @@ class KubeServer(kmock.KubernetesScaffold):
     def objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Deep copies of the live objects of a plural (any group), optionally in one namespace."""
         return self.store.copies(plural, namespace)
+
+    def misbehave(self, faults: Faults) -> None:
+        """Fail requests and cut watches from now on as `faults` says (`Faults()`: behave again)."""
+        self.faults = faults
+        self.watches.cut_after = faults.watch_cut_after
 
     def close_watches(self) -> None:
         """End every open watch stream (clients reconnect, as after an API server restart)."""
@@ -152,6 +161,27 @@ class KubeServer(kmock.KubernetesScaffold):
                 raise ApiError(400, "BadRequest", f"body is not JSON: {exc}") from exc
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self.watches.stream(raw, kind, namespace, name, params)
+        guarded = method == "PUT" or (isinstance(body, dict) and bool(body.get("metadata", {}).get("resourceVersion")))
+        refusal = self.faults.refusal(method, guarded)
+        if refusal is not None:
+            raise refusal
+        response = self._answer(raw, kind, method, namespace, name, sub, params, body)
+        if self.faults.loses_answer(method):
+            raise ApiError(500, "InternalError", "Internal error occurred: the write was done, its answer lost")
+        return response
+
+    def _answer(
+        self,
+        raw: aiohttp.web.BaseRequest,
+        kind: Kind,
+        method: str,
+        namespace: str | None,
+        name: str | None,
+        sub: str | None,
+        params: dict[str, str],
+        body: Any,
+    ) -> aiohttp.web.StreamResponse:
+        """Serve a request that is not a watch: read or write the store."""
         if method == "GET" and name is None:
             return self._respond(raw, kind, self.store.list_objects(kind, namespace, params))
         if method == "GET":

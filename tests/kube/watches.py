@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,9 @@ class Watches:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: Seconds until a new stream is cut without a clean end (None: only its timeout ends it); see faults.py.
+        self.cut_after: Callable[[], float | None] = lambda: None
+        self.cuts = 0
         #: Every change, in order: (resourceVersion, (group, version, plural), event type, object) for resumed watches.
         self.log: list[tuple[int, tuple[str, str, str], str, dict[str, Any]]] = []
         self.watchers: list[Watcher] = []
@@ -71,7 +75,8 @@ class Watches:
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(raw)
         timeout = float(params.get("timeoutSeconds") or 1800)
-        deadline = asyncio.get_running_loop().time() + timeout
+        cut = self.cut_after()
+        deadline = asyncio.get_running_loop().time() + min(timeout, cut if cut is not None else timeout)
         try:
             for event, obj in backlog:
                 await response.write(json.dumps({"type": event, "object": obj}).encode() + b"\n")
@@ -90,6 +95,11 @@ class Watches:
             pass
         finally:
             self.watchers.remove(watcher)
+        if cut is not None and cut < timeout and raw.transport is not None:
+            # Dropped, not ended: the client sees a connection closed in the middle of the stream.
+            raw.transport.abort()
+            self.cuts += 1
+            return response
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
