@@ -44,6 +44,23 @@ def load_keras(store: ArtifactStore, rel: str) -> keras.Model:
     return model
 
 
+def copy_weights(source: keras.Model, target: keras.Model, where: str) -> None:
+    """Copy weights between models of the same shape; a parent of another shape is bad input (exit 2)."""
+    ours = [tuple(w.shape) for w in target.weights]
+    theirs = [tuple(w.shape) for w in source.weights]
+    if ours != theirs:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+        )
+        detail = (
+            f"{len(theirs)} variables, this model {len(ours)}"
+            if len(ours) != len(theirs)
+            else f"variable {target.weights[first].path} is {theirs[first]}, this model's {ours[first]}"
+        )
+        raise InputError(f"resumeFrom {where}: another architecture than this run's models config ({detail})")
+    target.set_weights(source.get_weights())
+
+
 def checkpoint_dir(stage: str, step: int) -> str:
     """The store path of the checkpoint of `stage` at global `step`."""
     return f"{stage}/checkpoints/step-{step:08d}"

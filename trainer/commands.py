@@ -79,20 +79,25 @@ def train_command(config: RunConfig, args: argparse.Namespace) -> int:
     """
     import keras
 
+    from argomlops.trainer.replicas import training_strategy
     from argomlops.trainer.run import open_run, utc_now
     from argomlops.trainer.stage import install_sigterm_handler
 
+    # Chosen before anything runs on a device: a test's logical CPU devices can only be made then.
+    replicas = int(training_strategy().num_replicas_in_sync)
     config = _with_artifacts(config, getattr(args, "artifacts", None))
     run = open_run(config, run_id=getattr(args, "run_id", None))
     # Installed before the (slow) data and model set-up, so an early SIGTERM is not lost either.
     install_sigterm_handler(run.stop)
+    run.provenance["replicas"] = replicas  # written with the stage's first record
     config = run.config  # a resumed run keeps its stored config
     if config.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.training.seed)
     stages = _stages(config, getattr(args, "stages", None))
     run.last_stage = stages[-1] if stages else None
-    log(f"run {run.run_id}: stages {', '.join(stages)}; artifacts {run.uri}")
+    on = f"; {replicas} replicas (MirroredStrategy)" if replicas > 1 else ""
+    log(f"run {run.run_id}: stages {', '.join(stages)}; artifacts {run.uri}{on}")
     try:
         for stage in stages:
             _run_stage(run, stage)

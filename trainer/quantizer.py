@@ -14,6 +14,11 @@ EMA mode keeps per-code moving averages of assignment counts and of the assigned
 when `training=True`) and restarts "dead" codes on random encoder outputs of the batch. Randomness comes
 from a stateless generator keyed by (seed, a counter weight), so it is saved with the weights and a
 resumed run draws what an uninterrupted one would.
+
+Under several replicas (`replicas.py`) there is still one codebook: the counts and sums of a training
+step are summed over the replicas, restarts draw from the global batch's vectors, every replica computes
+the same update and only the first replica's copy is written. Perplexity and usage of a training step
+are those of the global batch, as on one device.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from typing import Any, Literal
 
 import keras
 import tensorflow as tf
+
+from argomlops.trainer.replicas import gather_global_rows, sum_over_replicas
+
+# Every replica computes the same codebook update from the summed statistics: write the first's copy.
+_SYNCED = "only_first_replica"
 
 
 @keras.saving.register_keras_serializable(package="argomlops")
@@ -66,7 +76,9 @@ class VectorQuantizer(keras.layers.Layer):
         ema = self.mode == "ema"
         shape = (self.embedding_dim, self.num_embeddings)
         init = keras.initializers.VarianceScaling(distribution="uniform", seed=self.seed)
-        self.embeddings = self.add_weight(shape=shape, initializer=init, trainable=not ema, name="embeddings")
+        self.embeddings = self.add_weight(
+            shape=shape, initializer=init, trainable=not ema, name="embeddings", aggregation=_SYNCED if ema else "none"
+        )
         if ema:
             # With restarts on, every code starts dead: the first training step moves the codes onto
             # encoder outputs of the batch (a data-dependent init, so few codes stay unused). Without
@@ -74,11 +86,19 @@ class VectorQuantizer(keras.layers.Layer):
             # neither divide by ~0 nor pull unused codes to the origin.
             init_mass = "zeros" if self.dead_code_threshold > 0 else "ones"
             self.ema_cluster_size = self.add_weight(
-                shape=(self.num_embeddings,), initializer=init_mass, trainable=False, name="ema_cluster_size"
+                shape=(self.num_embeddings,),
+                initializer=init_mass,
+                trainable=False,
+                name="ema_cluster_size",
+                aggregation=_SYNCED,
             )
-            self.ema_dw = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="ema_dw")
+            self.ema_dw = self.add_weight(
+                shape=shape, initializer="zeros", trainable=False, name="ema_dw", aggregation=_SYNCED
+            )
             self.ema_dw.assign(self.embeddings.value * self.ema_cluster_size.value[tf.newaxis, :])
-            self.draws = self.add_weight(shape=(), initializer="zeros", dtype="int32", trainable=False, name="draws")
+            self.draws = self.add_weight(
+                shape=(), initializer="zeros", dtype="int32", trainable=False, name="draws", aggregation=_SYNCED
+            )
 
     def lookup(self, indices: tf.Tensor) -> tf.Tensor:
         """Codebook vectors of `(B, H, W, k)` indices, as a `(B, H, W, k*D)` tensor."""
@@ -99,8 +119,10 @@ class VectorQuantizer(keras.layers.Layer):
         one_hot = tf.one_hot(indices, self.num_embeddings, dtype=tf.float32)  # (N, K)
         quantized = tf.reshape(tf.gather(tf.transpose(codebook), indices), tf.shape(inputs))
 
+        # Summed over the replicas of a multi-replica step (the same tensor otherwise).
+        counts = sum_over_replicas(tf.reduce_sum(one_hot, axis=0))  # (K,)
         if training and self.mode == "ema":
-            self._update_ema(flat, one_hot)
+            self._update_ema(flat, one_hot, counts)
 
         commitment = tf.reduce_mean((tf.stop_gradient(quantized) - inputs) ** 2)
         if self.mode == "ema":
@@ -109,7 +131,6 @@ class VectorQuantizer(keras.layers.Layer):
             codebook_loss = tf.reduce_mean((quantized - tf.stop_gradient(inputs)) ** 2)
             loss = codebook_loss + self.commitment_cost * commitment
 
-        counts = tf.reduce_sum(one_hot, axis=0)  # (K,)
         probs = counts / tf.maximum(tf.reduce_sum(counts), 1.0)
         perplexity = tf.exp(-tf.reduce_sum(probs * tf.math.log(probs + 1e-10)))
         usage = tf.reduce_mean(tf.cast(counts > 0, tf.float32))
@@ -123,11 +144,10 @@ class VectorQuantizer(keras.layers.Layer):
             "encoding_indices": tf.reshape(indices, grid),
         }
 
-    def _update_ema(self, flat: tf.Tensor, one_hot: tf.Tensor) -> None:
-        """Moving averages of counts and sums per code, Laplace-smoothed; then dead-code restarts."""
+    def _update_ema(self, flat: tf.Tensor, one_hot: tf.Tensor, counts: tf.Tensor) -> None:
+        """Moving averages of the global batch's counts and sums per code, Laplace-smoothed; then restarts."""
         decay = self.decay
-        counts = tf.reduce_sum(one_hot, axis=0)  # (K,)
-        sums = tf.matmul(flat, one_hot, transpose_a=True)  # (D, K)
+        sums = sum_over_replicas(tf.matmul(flat, one_hot, transpose_a=True))  # (D, K)
         cluster = self.ema_cluster_size * decay + counts * (1.0 - decay)
         dw = self.ema_dw * decay + sums * (1.0 - decay)
         total = tf.reduce_sum(cluster)
@@ -143,14 +163,13 @@ class VectorQuantizer(keras.layers.Layer):
     def _restart_dead(
         self, flat: tf.Tensor, cluster: tf.Tensor, dw: tf.Tensor, embeddings: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Move codes whose EMA usage fell below the threshold onto random vectors of this batch."""
+        """Move codes whose EMA usage fell below the threshold onto random vectors of the (global) batch."""
         dead = cluster < self.dead_code_threshold  # (K,)
         seed = tf.stack([tf.constant(self.seed, tf.int32), self.draws.value])
         self.draws.assign_add(1)
-        picks = tf.random.stateless_uniform(
-            [self.num_embeddings], seed=seed, maxval=tf.shape(flat)[0], dtype=tf.int32
-        )  # (K,)
-        fresh = tf.transpose(tf.gather(flat, picks))  # (D, K)
+        rows = sum_over_replicas(tf.shape(flat)[0])
+        picks = tf.random.stateless_uniform([self.num_embeddings], seed=seed, maxval=rows, dtype=tf.int32)  # (K,)
+        fresh = tf.transpose(gather_global_rows(flat, picks))  # (D, K)
         embeddings = tf.where(dead[tf.newaxis, :], fresh, embeddings)
         # A restarted code gets just the threshold's mass: if the next batches do not use it, it decays
         # below the threshold at once and is drawn again (as Jukebox does), so no code idles for long.

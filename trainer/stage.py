@@ -4,7 +4,10 @@ A stage (vqvae, pixelcnn) supplies only what is its own, as `StageParts`: the mo
 metrics function of a batch (`steps.py`: its `loss` is minimised, the rest reported), the training
 batches of an epoch, the validation batches and an images callback. `run_stage` owns everything else:
 
-- the train and validation steps (`steps.train_step`, compiled with tf.function / XLA);
+- the train and validation steps (`steps.train_step`, compiled with tf.function / XLA); with several
+  GPUs the model, optimizer and train step live under `replicas.training_strategy()` (MirroredStrategy:
+  `batchSize` is the global batch, split among the GPUs; see `replicas.py`), while validation, images
+  and checkpoints read the first replica's copy of the (identical) variables;
 - the epoch loop and `steps_per_epoch` (the config's, else one pass over the training examples);
 - `<stage>/metrics.jsonl` (one line per epoch: stage, epoch, step, train_*/val_* metrics, img_per_s,
   wall_s), TensorBoard scalars in `<stage>/tensorboard/`, `$ARGO_PROGRESS_FILE` ("done/total" steps);
@@ -47,15 +50,17 @@ Usage (what a stage module writes):
 
 `train_batches(epoch)` must give the same batches in the same order each time it is called with the
 same epoch (seed the shuffle with the epoch) and may be endless; the runner takes `steps_per_epoch`.
+Under several replicas it must be a `tf.data.Dataset` of global batches (the strategy splits them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +71,7 @@ import tensorflow as tf
 from argomlops.config import StageTraining
 from argomlops.errors import InputError, Preempted
 from argomlops.trainer.checkpoint import (
+    copy_weights,
     list_checkpoints,
     load_keras,
     load_weights,
@@ -76,9 +82,10 @@ from argomlops.trainer.checkpoint import (
 from argomlops.trainer.logs import log
 from argomlops.trainer.metrics import MetricsLog, ProgressFile, TensorBoardLog, publish_newest_images
 from argomlops.trainer.progress import Pace, format_eta, terminal_progress
+from argomlops.trainer.replicas import training_strategy
 from argomlops.trainer.run import Run, utc_now
 from argomlops.trainer.stage_state import StageState, read_state
-from argomlops.trainer.steps import MetricsFn, make_optimizer, train_step
+from argomlops.trainer.steps import MetricsFn, distributed_train_step, make_optimizer, train_step
 
 KEEP_CHECKPOINTS = 2
 LOG_EVERY_STEPS = 50
@@ -156,27 +163,10 @@ def _batch_size(batch: Any) -> Any:
     return tf.shape(tf.nest.flatten(batch)[0])[0]
 
 
-def _copy_weights(source: keras.Model, target: keras.Model, where: str) -> None:
-    """Copy weights between models of the same shape; a parent of another shape is bad input (exit 2)."""
-    ours = [tuple(w.shape) for w in target.weights]
-    theirs = [tuple(w.shape) for w in source.weights]
-    if ours != theirs:
-        first = next(
-            (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
-        )
-        detail = (
-            f"{len(theirs)} variables, this model {len(ours)}"
-            if len(ours) != len(theirs)
-            else f"variable {target.weights[first].path} is {theirs[first]}, this model's {ours[first]}"
-        )
-        raise InputError(f"resumeFrom {where}: another architecture than this run's models config ({detail})")
-    target.set_weights(source.get_weights())
-
-
 def _skip(batches: Iterable[Any], count: int) -> Iterable[Any]:
     """`batches` without the first `count` (the steps an epoch took before a preemption)."""
-    if count and isinstance(batches, tf.data.Dataset):
-        return batches.skip(count)  # skipped inside tf.data, without a round trip per batch
+    if isinstance(batches, tf.data.Dataset):
+        return batches.skip(count) if count else batches  # skipped inside tf.data, without a round trip per batch
     iterator = iter(batches)
     for _ in range(count):
         next(iterator)
@@ -212,7 +202,15 @@ class _Loop:
         self.optimizer = make_optimizer(
             settings.learning_rate, settings.learning_rate_schedule, self.total, settings.warmup_steps
         )
-        self.train_step = tf.function(train_step(parts.model, self.optimizer, parts.metrics), jit_compile=jit)
+        self.strategy = training_strategy()
+        self.replicas = int(self.strategy.num_replicas_in_sync)
+        step = train_step(parts.model, self.optimizer, parts.metrics)
+        if self.replicas > 1:
+            if jit:
+                log(f"{stage}: jitCompile is not used on {self.replicas} replicas (XLA cannot compile that step)")
+            self.train_step = distributed_train_step(self.strategy, step)
+        else:
+            self.train_step = tf.function(step, jit_compile=jit)
         self.validation_step = tf.function(lambda batch: parts.metrics(batch, False), jit_compile=jit)
 
     def state(self) -> StageState:
@@ -248,7 +246,7 @@ class _Loop:
         assert parent is not None
         model_rel = f"{self.stage}/model.keras"
         if parent.exists(model_rel):
-            _copy_weights(load_keras(parent, model_rel), self.parts.model, f"{parent.uri}/{model_rel}")
+            copy_weights(load_keras(parent, model_rel), self.parts.model, f"{parent.uri}/{model_rel}")
             log(f"{self.stage}: starting from the weights of {parent.uri}/{model_rel}")
             return
         found = list_checkpoints(parent, self.stage)
@@ -261,14 +259,14 @@ class _Loop:
     # -- the loop ---------------------------------------------------------------------------------
     def train(self) -> None:
         """Run the remaining epochs; raises Preempted after a checkpoint when the stop flag is set."""
-        settings, parts = self.settings, self.parts
+        settings = self.settings
         self.pace = Pace(self.step, self.total)
         with terminal_progress(self.stage, self.total, completed=self.step) as bar:
             while self.epoch < settings.epochs:
                 number = self.epoch + 1
                 started = time.monotonic()
                 train = _Mean()
-                batches = iter(_skip(parts.train_batches(number), self.step_in_epoch))
+                batches = self._batches(number)
                 first = self.step_in_epoch
                 while self.step_in_epoch < self.steps_per_epoch:
                     self._check_stop()
@@ -285,6 +283,15 @@ class _Loop:
                 train_seconds = time.monotonic() - started
                 self._end_epoch(number, train, train_seconds, self.step_in_epoch - first, started)
                 self._check_stop()
+
+    def _batches(self, number: int) -> Iterator[Any]:
+        """Epoch `number`'s training batches from where it stands; split among the replicas when several."""
+        batches = _skip(self.parts.train_batches(number), self.step_in_epoch)
+        if self.replicas > 1:
+            if not isinstance(batches, tf.data.Dataset):
+                raise TypeError(f"{self.stage}: train_batches must give a tf.data.Dataset on several replicas")
+            return iter(self.strategy.experimental_distribute_dataset(batches))
+        return iter(batches)
 
     def _check_stop(self) -> None:
         if self.run.stop.is_set():
@@ -379,14 +386,21 @@ def run_stage(run: Run, stage: str, settings: StageTraining, build: Callable[[],
         done = read_state(run.store, entry["checkpoint"])
         log(f"{stage}: already done ({done.epoch} epochs); skipping")
         return StageResult(stage, done.epoch, done.step, done.last, done.best, skipped=True)
-    loop = _Loop(run, stage, settings, build())
-    loop.start()
-    started = run.provenance.get("stages", {}).get(stage, {}).get("started", utc_now())
-    run.record_stage(stage, **loop.state().figures(), started=started)
-    log(f"{stage}: training epochs {loop.epoch + 1}..{settings.epochs}, {loop.steps_per_epoch} steps each")
-    try:
-        loop.train()
-    finally:
-        if run.stop.is_set():
-            run.record_stage(stage, **loop.state().figures())
-    return loop.finish()
+    strategy = training_strategy()
+    # The default strategy's scope is left out, so one device runs exactly the code it always ran.
+    scope = strategy.scope() if strategy.num_replicas_in_sync > 1 else contextlib.nullcontext()
+    with scope:
+        loop = _Loop(run, stage, settings, build())
+        loop.start()
+        started = run.provenance.get("stages", {}).get(stage, {}).get("started", utc_now())
+        run.record_stage(stage, **loop.state().figures(), started=started)
+        log(
+            f"{stage}: training epochs {loop.epoch + 1}..{settings.epochs}, {loop.steps_per_epoch} steps each"
+            + (f", batches of {settings.batch_size} split among {loop.replicas} replicas" if loop.replicas > 1 else "")
+        )
+        try:
+            loop.train()
+        finally:
+            if run.stop.is_set():
+                run.record_stage(stage, **loop.state().figures())
+        return loop.finish()

@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from argomlops.trainer.replicas import replica_share
+
 MetricsFn = Callable[[Any, bool], Mapping[str, Any]]
 """`(batch, training) -> metrics`; the dict holds at least `loss`, the value training minimises."""
 
@@ -52,15 +54,42 @@ def make_optimizer(
 def train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, metrics: MetricsFn
 ) -> Callable[[Any], Mapping[str, Any]]:
-    """One optimizer step on `metrics(batch, training=True)["loss"]`; returns that step's metrics (uncompiled)."""
+    """One optimizer step on `metrics(batch, training=True)["loss"]`; returns that step's metrics (uncompiled).
+
+    Run on each replica of a multi-replica strategy (`distributed_train_step`), it returns the replica's
+    metrics weighted by its share of the global batch: their sum over the replicas is the global mean.
+    """
 
     def step(batch: Any) -> Mapping[str, Any]:
+        share = replica_share(batch)  # None on one device: the step stays what it always was
         with tf.GradientTape() as tape:
             values = metrics(batch, True)
+            loss = values["loss"] if share is None else values["loss"] * share
             # A no-op without loss scaling; under mixed precision it keeps fp16 gradients from underflowing.
-            scaled = optimizer.scale_loss(values["loss"])
+            scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
+        # Under several replicas the optimizer sums the gradients: those of the global batch's mean loss.
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return values
+        if share is None:
+            return values
+        # Weighted by the share, the replicas' metrics sum to the global batch's means.
+        return {name: tf.cast(value, tf.float32) * share for name, value in values.items()}
 
     return step
+
+
+def distributed_train_step(
+    strategy: tf.distribute.Strategy, step: Callable[[Any], Mapping[str, Any]]
+) -> Callable[[Any], Mapping[str, Any]]:
+    """`step` compiled for a batch of `strategy`'s distributed dataset; returns the global batch's metrics.
+
+    Without XLA, as Keras's `fit` does under tf.distribute: a jit-compiled replica step reads a variable
+    of one replica from another's device (TF 2.21, "tf.Variable on a different device").
+    """
+
+    @tf.function
+    def distributed(batch: Any) -> Mapping[str, Any]:
+        values = strategy.run(step, args=(batch,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for name, value in values.items()}
+
+    return distributed

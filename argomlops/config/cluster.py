@@ -63,7 +63,13 @@ class GitSource(Section):
 class Placement(Section):
     """Where a run's pods go (the cluster's part of the spec)."""
 
-    gpus: int = Field(1, ge=0, le=8, description="GPUs per training pod (0 = CPU only).")
+    gpus: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="GPUs per training pod (0 = CPU only); with more than one, both stages train on all of them "
+        "(MirroredStrategy, one machine: the node pool needs that many GPUs per node).",
+    )
     accelerator: str = Field(
         "nvidia-tesla-t4", pattern=r"^[a-z0-9-]+$", description="GKE accelerator type (node label value)."
     )

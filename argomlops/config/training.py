@@ -13,8 +13,20 @@ class StageTraining(Section):
     """Optimisation and artifact cadence of one stage."""
 
     epochs: int = Field(10, ge=1, le=100000, description="Epochs to train.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Images (or code grids) per step.")
-    learning_rate: float = Field(3e-4, gt=0.0, le=1.0, description="Adam learning rate (the peak, with a schedule).")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="Images (or code grids) per step, all GPUs of the pod together: with placement.gpus > 1 "
+        "each GPU takes its share of every batch, so a run stays comparable when only gpus changes.",
+    )
+    learning_rate: float = Field(
+        3e-4,
+        gt=0.0,
+        le=1.0,
+        description="Adam learning rate (the peak, with a schedule); used as given for any number of GPUs, "
+        "since the global batch does not change with them.",
+    )
     learning_rate_schedule: Literal["constant", "cosine"] = Field(
         "constant",
         description="constant, or cosine: decay from learningRate to 5 % of it over the stage's steps "
@@ -55,6 +67,8 @@ class TrainingConfig(Section):
 
     seed: int = Field(0, ge=0, description="Seed of weights, shuffling and sampling.")
     mixed_precision: bool = Field(False, description="Train in mixed_float16 (worth it on T4 GPUs).")
-    jit_compile: bool = Field(False, description="Compile train steps with XLA.")
+    jit_compile: bool = Field(
+        False, description="Compile train steps with XLA (on one device; several GPUs train without it)."
+    )
     vqvae: StageTraining = Field(default_factory=StageTraining, description="Stage 1 training.")
     pixelcnn: PixelCNNTraining = Field(default_factory=PixelCNNTraining, description="Stage 2 training.")
