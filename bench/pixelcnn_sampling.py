@@ -5,6 +5,8 @@ shape (or what the flags say) over a K-code codebook; its weights do not change 
 it is not trained.
 
     .venv/bin/python bench/pixelcnn_sampling.py --grid 16 --count 8 [--no-jit]
+    .venv/bin/python bench/pixelcnn_sampling.py --grid 80 --k 2 --codes 512 --filters 128 --layers 12 \
+        --count 4 --skip-naive [--dilations 1 2 4 8]     # the journal's 640 px prior (examples/fafa.yaml)
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=1, help="codes per position")
     parser.add_argument("--filters", type=int, default=64)
     parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--dilations", type=int, nargs="+", default=[1], help="models.pixelcnn.dilations")
     parser.add_argument("--no-jit", action="store_true", help="time the plain tf.function graph, without XLA")
     parser.add_argument("--skip-naive", action="store_true", help="only time the compiled sampler")
     args = parser.parse_args()
 
-    config = PixelCNNConfig(filters=args.filters, layers=args.layers)
+    config = PixelCNNConfig(filters=args.filters, layers=args.layers, dilations=args.dilations)
     model = build_pixelcnn(config, (args.grid, args.grid), args.codes, args.k)
     print(f"model: {model.count_params():,} parameters, grid {args.grid}x{args.grid}x{args.k}, K={args.codes}")
     sampler = Sampler(model, jit_compile=not args.no_jit)

@@ -104,6 +104,18 @@ def test_the_page_of_one_run(family: dict[str, ArtifactStore]) -> None:
     assert "learningRate: 0.001" in text and "time trained" in text and "1h02m" in text
 
 
+def test_a_prior_only_run_says_where_its_vqvae_comes_from(family: dict[str, ArtifactStore]) -> None:
+    parent = family["parent"]
+    root = open_store(parent.uri.rsplit("/", 1)[0])
+    prior = make_run(root, "2026-11-28_09h00m00s", epochs={"pixelcnn": 4}, parent=parent.uri)
+    text = build_report([prior], page_dir=prior.uri)
+    said = f"vqvae: not trained in this run, its weights come from {parent.uri}."
+    assert text.count(said) == 2  # under Curves and under Pictures, instead of "no epoch finished yet"
+    assert "vqvae: no epoch finished yet" not in text and text.count("<svg") == 1
+    # A run that trains a stage but has not finished an epoch of it says so.
+    assert "pixelcnn: no epoch finished yet." in build_report([make_run(root, "new", done_epochs={})])
+
+
 def test_several_runs_overlay_and_show_what_changed(family: dict[str, ArtifactStore], tmp_path: Path) -> None:
     text = build_report([family["parent"], family["child"]], page_dir=str(tmp_path))
     page = Page(text)

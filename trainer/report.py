@@ -216,6 +216,14 @@ def _newest_side_by_side(runs: list[RunSummary], grids: list[dict[str, list[Grid
     return "".join(cells)
 
 
+def _not_here(run: RunSummary, stage: str) -> str:
+    """Why a stage has nothing on this run's page when the run does not train it; "" when it does."""
+    if stage in (run.config.get("stages") or STAGES):
+        return ""
+    parent = run.config.get("resumeFrom")
+    return f"not trained in this run, its weights come from {parent}" if parent else "not in this run's stages"
+
+
 def build_report(stores: list[ArtifactStore], page_dir: str | None = None) -> str:
     """The HTML page of the runs in `stores` (one run: its own page; several: compared).
 
@@ -245,12 +253,18 @@ def build_report(stores: list[ArtifactStore], page_dir: str | None = None) -> st
     for stage in STAGES:
         series = [_series(run, stage, m[stage]) for run, m in zip(runs, metrics, strict=True) if m[stage]]
         svg = curves_svg(f"{stage}: per epoch", series) if series else ""
-        out.append(svg or f'<p class="muted">{stage}: no epoch finished yet.</p>')
+        absent = (_not_here(runs[0], stage) if single else "") or "no epoch finished yet"
+        out.append(svg or f'<p class="muted">{stage}: {_e(absent)}.</p>')
     out.append("<h2>Pictures</h2>")
     for stage in STAGES:
         what = "reconstructions (input | reconstruction)" if stage == "vqvae" else "samples from the prior"
         out.append(f"<h3>{stage}: {what}</h3>")
-        out.append(_pictures(grids[0][stage], GRID_DIRS[stage]) if single else _newest_side_by_side(runs, grids, stage))
+        if single and _not_here(runs[0], stage) and not grids[0][stage]:
+            out.append(f'<p class="muted">{stage}: {_e(_not_here(runs[0], stage))}.</p>')
+        elif single:
+            out.append(_pictures(grids[0][stage], GRID_DIRS[stage]))
+        else:
+            out.append(_newest_side_by_side(runs, grids, stage))
     out.append("<h2>Evaluation</h2>")
     if any(run.evaluation for run in runs):
         out.append(_keyed_table([r.run_id for r in runs], [flatten(r.evaluation or {}) for r in runs]))
