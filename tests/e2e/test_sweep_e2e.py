@@ -28,7 +28,7 @@ import pytest
 import yaml
 from argo_standin import ArgoStandIn, Preemptions
 from executables import executable
-from kube.fixtures import eventually
+from kube.fixtures import TRAINER_IMAGE, eventually
 from test_e2e import NAMESPACE, ROOT, STEEP_NODE, _install_cluster_side, _kubectl
 
 from argomlops.config.sweep import validate_sweep
@@ -77,7 +77,7 @@ class Operator:
     """`argomlops operator` as a process of its own, logging to a file."""
 
     def __init__(self, log: Path) -> None:
-        env = {**os.environ, **STEEP_NODE}
+        env = {**os.environ, **STEEP_NODE, "ARGOMLOPS_TRAINER_IMAGE": TRAINER_IMAGE}  # as the chart sets it
         command = [executable("argomlops"), "operator", "--namespace", NAMESPACE, "--standalone"]
         self.log = log.open("w")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
