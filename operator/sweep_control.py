@@ -148,7 +148,7 @@ def learn(memo: kopf.Memo, spec: SweepSpec, trial: Trial, problems: list[str]) -
 def prune(memo: kopf.Memo, spec: SweepSpec, study: Any, trial: Trial, sweep: dict[str, Any]) -> None:
     """Step 2 for one trial: report its new epochs; a pruned trial gets its verdict, then its Workflow is stopped."""
     if trial.state == "running" and trial.new_values:
-        epoch = search.report(study, trial.record.number, trial.new_values)
+        epoch = search.report(study, trial.record.number, trial.new_values, spec.epochs)
         state: search.State = "running" if epoch is None else "pruned"
         updated = search.record_of(study, spec, trial.record.number, state)
         if epoch is not None:

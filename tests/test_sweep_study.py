@@ -61,8 +61,13 @@ def live_sweep(spec: SweepSpec, storage: Any, trials: int) -> tuple[list[dict[st
         asked.append(params)
         values = curve(rng, spec.epochs)
         replay = search.rebuild(spec, "demo", [*records, search.TrialRecord(number, params, attrs=attrs)])
-        pruned = search.report(study, number, values)
-        assert search.report(replay, number, values) == pruned  # what a restarted process decides
+        pruned = None
+        for last in range(1, spec.epochs + 1):  # epoch by epoch, as a live trial reports
+            seen = {epoch: value for epoch, value in values.items() if epoch <= last}
+            pruned = search.report(study, number, seen, spec.epochs)
+            assert search.report(replay, number, seen, spec.epochs) == pruned  # what a restarted process decides
+            if pruned is not None:
+                break
         if pruned is None:
             study.tell(number, values[spec.epochs])
         else:
@@ -171,3 +176,22 @@ def test_the_table_marks_the_best_and_sums_up() -> None:
     assert summary_line(spec, rows, 0, 0.0014) == (
         "2/12 trials done (1 pruned); best trial 0: vqvae.val_mse 0.0123; cost 0.0014 of 1"
     )
+
+
+def test_a_trial_that_reported_its_last_epoch_is_never_pruned() -> None:
+    """The median rule would prune a worse trial at any epoch; at its last one it has nothing left to save."""
+    from optuna.trial import TrialState
+
+    spec = spec_of(sampler="random", pruner={"type": "median", "startupTrials": 1, "warmupEpochs": 0})
+    study = search.rebuild(spec, "demo", [])
+    best, _, _ = search.suggest(study, spec)
+    assert search.report(study, best, {e: 0.1 / e for e in range(1, spec.epochs + 1)}, spec.epochs) is None
+    study.tell(best, 0.1 / spec.epochs)
+    worse, _, _ = search.suggest(study, spec)
+    last = {e: 1.0 / e for e in range(1, spec.epochs + 1)}
+    # Read all at once (as after the better trial completed): worse at every epoch, yet not pruned.
+    assert search.report(study, worse, last, spec.epochs) is None
+    assert study.trials[worse].state == TrialState.RUNNING
+    # The same values one epoch short of the end: pruned at its first epoch.
+    third, _, _ = search.suggest(study, spec)
+    assert search.report(study, third, {1: 1.0}, spec.epochs) == 1

@@ -227,7 +227,7 @@ class LocalSweep:
         code = trial.process.poll()
         values = self._values(trial.run_id)
         if trial.pruned_at is None and not self._frozen(trial.number).state.is_finished():
-            pruned = search.report(self.study, trial.number, values)
+            pruned = search.report(self.study, trial.number, values, self.spec.epochs)
             if pruned is not None and code is None:
                 trial.pruned_at = pruned
                 self._say(

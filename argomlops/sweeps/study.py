@@ -226,20 +226,24 @@ def suggest(study: optuna.Study, spec: SweepSpec) -> tuple[int, dict[str, Any], 
     return number, from_optuna(spec, trial.params), dict(frozen.system_attrs)
 
 
-def report(study: optuna.Study, number: int, values: dict[int, float]) -> int | None:
+def report(study: optuna.Study, number: int, values: dict[int, float], epochs: int) -> int | None:
     """Report the epochs of `values` the trial has not reported yet, in order; returns the epoch it was pruned at.
 
     The pruner decides after each epoch, as it would if the trial reported live, so an operator that
-    read several epochs at once decides as if it had seen them one by one.
+    read several epochs at once decides as if it had seen them one by one. A trial whose values reach its
+    last epoch (`epochs`) is never pruned: it has finished training, so stopping it saves nothing, and the
+    verdict would throw away a complete result. (An operator that reads a trial's curve late, after a
+    better trial completed, would otherwise prune a trial whose success is already on its way.)
     """
     optuna = _optuna()
     frozen = study.trials[number]
     trial = optuna.trial.Trial(study, frozen._trial_id)
+    finished = max(values, default=0) >= epochs
     for epoch in sorted(values):
         if epoch in frozen.intermediate_values:
             continue
         trial.report(values[epoch], epoch)
-        if trial.should_prune():
+        if not finished and trial.should_prune():
             return epoch
     return None
 
