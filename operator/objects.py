@@ -59,16 +59,15 @@ def patch_status(
         raise
 
 
-def fresh(memo: kopf.Memo, namespace: str, name: str) -> dict[str, Any] | None:
-    """The MLOps object as stored now, or None when it is gone."""
+def fresh(memo: kopf.Memo, namespace: str, name: str, plural: str = client.PLURAL) -> dict[str, Any] | None:
+    """The MLOps object (or another of our kinds, by `plural`) as stored now, or None when it is gone."""
     try:
-        obj: Any = custom(memo).get_namespaced_custom_object(
-            client.GROUP, client.VERSION, namespace, client.PLURAL, name
-        )
+        obj: Any = custom(memo).get_namespaced_custom_object(client.GROUP, client.VERSION, namespace, plural, name)
     except kubernetes.client.ApiException as exc:
         if exc.status == 404:
             return None
-        raise temporary(exc, f"reading MLOps {namespace}/{name}") from exc
+        kind = client.SWEEP_KIND if plural == client.SWEEP_PLURAL else client.KIND
+        raise temporary(exc, f"reading {kind} {namespace}/{name}") from exc
     return obj
 
 

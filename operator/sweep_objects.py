@@ -26,7 +26,7 @@ import kubernetes
 from argomlops.config.loading import apply_values
 from argomlops.config.sweep import SweepSpec
 from argomlops.operator import client
-from argomlops.operator.objects import body_of, custom, patch_status, temporary
+from argomlops.operator.objects import body_of, custom, fresh, patch_status, temporary
 from argomlops.sweeps.study import TrialRecord
 
 LABEL_SWEEP = "argomlops.dev/sweep"
@@ -81,15 +81,7 @@ def trial_cost(trial: dict[str, Any]) -> float:
 
 def fresh_sweep(memo: kopf.Memo, namespace: str, name: str) -> dict[str, Any] | None:
     """The MLOpsSweep as stored now, or None when it is gone."""
-    try:
-        obj: Any = custom(memo).get_namespaced_custom_object(
-            client.GROUP, client.VERSION, namespace, client.SWEEP_PLURAL, name
-        )
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise temporary(exc, f"reading MLOpsSweep {namespace}/{name}") from exc
-    return obj
+    return fresh(memo, namespace, name, plural=client.SWEEP_PLURAL)
 
 
 def patch_sweep_status(
