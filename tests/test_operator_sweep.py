@@ -229,6 +229,9 @@ def test_a_sweep_within_parallelism_prunes_stops_at_its_budget_resumes_and_repor
         last = Trainer(cluster, "lr-t5")
         run_to_success(last, 5)
         done = eventually(lambda: (s := sweeps.status("lr")).get("phase") == "Succeeded" and s, timeout=30)
+        # kopf posts events from a queue of its own: wait for them while the operator still runs.
+        wanted = {"TrialCreated", "Pruned", "Best", "OverBudget", "Succeeded"}
+        eventually(lambda: wanted <= set(sweeps.events("lr")), timeout=20)
     assert runner.exception is None
 
     # 5. Every trial once, with the parameters the seed's grid gives, and the best reported.
@@ -249,7 +252,7 @@ def test_a_sweep_within_parallelism_prunes_stops_at_its_budget_resumes_and_repor
     assert done["bestParameters"] == {"training.vqvae.learningRate": order[5]}
     assert done["costUSD"] == pytest.approx(sum(cluster.status(t["metadata"]["name"])["costUSD"] for t in trials))
     assert done["trials"][2]["message"].startswith("pruned at epoch 1 of 3: val_mse")
-    assert {"TrialCreated", "Pruned", "Best", "OverBudget", "Succeeded"} <= set(sweeps.events("lr"))
+    assert wanted <= set(sweeps.events("lr"))
 
 
 MALFORMED = {
